@@ -1,0 +1,535 @@
+//! `create`: from a bundle to an init that waits for `start`.
+//!
+//! Order matters for cleanup: the bundle is checked before anything exists; then the state directory,
+//! the cgroup and the init are created, each registered with a guard that undoes them all if a later
+//! step fails, so a failed `create` leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use thiserror::Error;
+
+use crate::cgroup::ContainerCgroup;
+use crate::hooks::{self, HookError};
+use crate::id::ContainerId;
+use crate::plan::{self, HostFacts, InitPlan, NamespaceJoin, NamespaceKind, SeccompPlan};
+use crate::spawn::{spawn_init, IdMaps};
+use crate::spec::{self, SpecError};
+use crate::state::{process_stat, ContainerDir, ContainerRecord, Phase, StateError, StateRoot};
+use crate::sync::{self, SyncMessage};
+
+/// Options of `create` (and `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// Where to write the init's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the terminal's master descriptor.
+    pub console_socket: Option<PathBuf>,
+    /// Number of descriptors after stdio passed to the container (plus `LISTEN_FDS`).
+    pub preserve_fds: u32,
+    /// Use `chroot` instead of `pivot_root`.
+    pub no_pivot: bool,
+    /// Do not give the container its own session keyring.
+    pub no_new_keyring: bool,
+}
+
+/// Why `create` failed.
+#[derive(Debug, Error)]
+pub enum CreateError {
+    /// The id is invalid.
+    #[error(transparent)]
+    Id(#[from] crate::id::InvalidContainerId),
+    /// The bundle is unusable.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The state directory could not be created or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The cgroup could not be set up.
+    #[error(transparent)]
+    Cgroup(#[from] testudo_cgroups::CgroupError),
+    /// The seccomp profile cannot be compiled.
+    #[error(transparent)]
+    Seccomp(#[from] testudo_seccomp::SeccompError),
+    /// A hook failed.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// A system call of the runtime process failed.
+    #[error("{step}")]
+    Io {
+        /// What was being done.
+        step: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The init reported a failure.
+    #[error("{0}")]
+    Init(String),
+    /// The init exited without saying why.
+    #[error("container init exited before it was ready")]
+    InitExited,
+    /// A combination this runtime does not support.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// A terminal was requested without a way to hand it over.
+    #[error("process.terminal is set but no --console-socket was given")]
+    NoConsoleSocket,
+}
+
+fn io_step(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> CreateError {
+    let step = step.into();
+    move |source| CreateError::Io { step, source }
+}
+
+/// The result of a successful `create`.
+#[derive(Debug)]
+pub struct Created {
+    /// Host pid of the container's init (a child of the calling process).
+    pub pid: i32,
+    /// Things the runtime changed from the spec (clamped limits), for the caller to report.
+    pub warnings: Vec<String>,
+}
+
+/// Undoes a partial `create` unless disarmed.
+struct Rollback {
+    dir: Option<ContainerDir>,
+    cgroup: Option<ContainerCgroup>,
+    pid: Option<i32>,
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            let _ = cgroup.destroy();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.remove();
+        }
+    }
+}
+
+/// Facts about this process that planning needs.
+pub(crate) fn host_facts() -> HostFacts {
+    use rustix::process::{getrlimit, Resource};
+    let resources = [
+        Resource::Cpu,
+        Resource::Fsize,
+        Resource::Data,
+        Resource::Stack,
+        Resource::Core,
+        Resource::Rss,
+        Resource::Nproc,
+        Resource::Nofile,
+        Resource::Memlock,
+        Resource::As,
+        Resource::Locks,
+        Resource::Sigpending,
+        Resource::Msgqueue,
+        Resource::Nice,
+        Resource::Rtprio,
+        Resource::Rttime,
+    ];
+    HostFacts {
+        last_cap: testudo_linux::caps::last_capability().unwrap_or(40),
+        rlimits: resources
+            .into_iter()
+            .map(|r| {
+                let l = getrlimit(r);
+                (
+                    r as i32,
+                    l.current.unwrap_or(u64::MAX),
+                    l.maximum.unwrap_or(u64::MAX),
+                )
+            })
+            .collect(),
+        oom_score_adj: std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+/// The state JSON for hooks (`status` left empty for the sender to fill).
+pub(crate) fn hook_state(
+    id: &str,
+    pid: i32,
+    bundle: &Path,
+    annotations: &BTreeMap<String, String>,
+) -> String {
+    serde_json::json!({
+        "ociVersion": "1.2.0",
+        "id": id,
+        "status": "",
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": annotations,
+    })
+    .to_string()
+}
+
+/// Compiles the spec's seccomp profile, if any.
+pub(crate) fn seccomp_plan(spec: &Spec) -> Result<Option<SeccompPlan>, CreateError> {
+    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let program = testudo_seccomp::compile(profile)?;
+    if program.needs_listener() {
+        return Err(CreateError::Unsupported(
+            "seccomp SCMP_ACT_NOTIFY is not supported yet",
+        ));
+    }
+    Ok(Some(SeccompPlan {
+        instructions: program
+            .instructions()
+            .iter()
+            .map(|i| (i.code, i.jt, i.jf, i.k))
+            .collect(),
+        flags: program.flags(),
+    }))
+}
+
+/// The spec's annotations, sorted.
+pub(crate) fn annotations(spec: &Spec) -> BTreeMap<String, String> {
+    spec.annotations()
+        .as_ref()
+        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// Moves `fd` to a number at or above `min`, so it cannot shadow a preserved descriptor.
+fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, CreateError> {
+    if u32::try_from(fd.as_raw_fd()).unwrap_or(0) >= min {
+        return Ok(fd);
+    }
+    rustix::io::fcntl_dupfd_cloexec(&fd, i32::try_from(min).unwrap_or(i32::MAX))
+        .map_err(|e| io_step("move descriptor")(e.into()))
+}
+
+/// Creates the container `id` from `opts.bundle`.
+pub fn create(
+    root: &StateRoot,
+    id: &ContainerId,
+    opts: &CreateOptions,
+) -> Result<Created, CreateError> {
+    let bundle = spec::load_bundle(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let linux = spec.linux().as_ref().ok_or(SpecError::MissingLinux)?;
+    let process = spec.process().as_ref().ok_or(SpecError::MissingProcess)?;
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && opts.console_socket.is_none() {
+        return Err(CreateError::NoConsoleSocket);
+    }
+    let seccomp = seccomp_plan(spec)?;
+    let namespaces: Vec<_> = linux.namespaces().clone().unwrap_or_default();
+    let joined = |t| {
+        namespaces
+            .iter()
+            .any(|n| n.typ() == t && n.path().as_ref().is_some_and(|p| !p.as_os_str().is_empty()))
+    };
+    let is_new = |t| {
+        namespaces
+            .iter()
+            .any(|n| n.typ() == t && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty()))
+    };
+    let others_joined = namespaces.iter().any(|n| {
+        n.typ() != LinuxNamespaceType::User
+            && n.typ() != LinuxNamespaceType::Pid
+            && n.path().as_ref().is_some_and(|p| !p.as_os_str().is_empty())
+    });
+    if joined(LinuxNamespaceType::User)
+        && namespaces.iter().any(|n| {
+            n.typ() != LinuxNamespaceType::User
+                && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+        })
+    {
+        return Err(CreateError::Unsupported(
+            "joining an existing user namespace while creating other namespaces is not supported yet",
+        ));
+    }
+    if is_new(LinuxNamespaceType::User) && others_joined {
+        return Err(CreateError::Unsupported(
+            "creating a user namespace while joining other namespaces by path is not supported yet",
+        ));
+    }
+
+    let dir = root.create(id)?;
+    let mut rollback = Rollback {
+        dir: None,
+        cgroup: None,
+        pid: None,
+    };
+    let me = i32::try_from(std::process::id()).unwrap_or(0);
+    let annotations = annotations(spec);
+    let mut record = ContainerRecord {
+        id: id.to_string(),
+        oci_version: spec.version().clone(),
+        bundle: bundle.path.clone(),
+        rootfs: bundle.rootfs.clone(),
+        phase: Phase::Creating,
+        pid: 0,
+        pid_start: 0,
+        creator_pid: me,
+        creator_start: process_stat(me).map_or(0, |(_, s)| s),
+        created: crate::timefmt::rfc3339_nanos(SystemTime::now()),
+        cgroup: serde_json::Value::Null,
+        annotations: annotations.clone(),
+    };
+    let cgroup = ContainerCgroup::for_new(linux.cgroups_path().as_deref(), id.as_str());
+    let mut cgroup = match cgroup {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = dir.remove();
+            return Err(e.into());
+        }
+    };
+    record.cgroup = cgroup.record();
+    if let Err(e) = dir
+        .write_record(&record)
+        .and_then(|()| dir.write_config(&bundle.raw))
+    {
+        let _ = dir.remove();
+        return Err(e.into());
+    }
+    rollback.dir = Some(dir);
+    let created = cgroup.create();
+    // Recorded even after a partial failure, so the rollback (or a later delete) removes what exists.
+    record.cgroup = cgroup.record();
+    rollback.cgroup = Some(cgroup);
+    created?;
+    let cgroup = rollback.cgroup.as_ref().ok_or(CreateError::InitExited)?;
+    if let Some(resources) = linux.resources() {
+        cgroup.apply(resources)?;
+    }
+    let dir = rollback.dir.as_ref().ok_or(CreateError::InitExited)?;
+
+    let listen_fds: u32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let first_private = 3 + opts.preserve_fds + listen_fds;
+    let fifo_path = dir.fifo_path();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo_path,
+        rustix::fs::Mode::from_raw_mode(0o622),
+    )
+    .map_err(|e| io_step("create the exec fifo")(e.into()))?;
+    let fifo = rustix::fs::open(
+        &fifo_path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| io_step("open the exec fifo")(e.into()))?;
+    let fifo = above(fifo, first_private)?;
+    let console = match (&opts.console_socket, terminal) {
+        (Some(path), true) => {
+            let stream = UnixStream::connect(path).map_err(io_step(format!(
+                "connect to console socket {}",
+                path.display()
+            )))?;
+            Some(above(OwnedFd::from(stream), first_private)?)
+        }
+        _ => None,
+    };
+
+    let facts = host_facts();
+    let (mut process_plan, adjustments) = plan::plan_process(process, &facts);
+    if listen_fds > 0 {
+        process_plan.env.push(format!("LISTEN_FDS={listen_fds}"));
+        process_plan.env.push("LISTEN_PID=1".to_string());
+    }
+    let mut joins: Vec<NamespaceJoin> = namespaces
+        .iter()
+        .filter(|n| n.typ() != LinuxNamespaceType::Pid)
+        .filter_map(|n| {
+            let path = n.path().as_ref().filter(|p| !p.as_os_str().is_empty())?;
+            Some(NamespaceJoin {
+                kind: NamespaceKind::from_spec(n.typ()),
+                path: path.clone(),
+            })
+        })
+        .collect();
+    joins.sort_by_key(|j| j.kind != NamespaceKind::User);
+    let mut flags = 0u64;
+    for n in &namespaces {
+        if n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+            && n.typ() != LinuxNamespaceType::Time
+        {
+            flags |= NamespaceKind::from_spec(n.typ()).clone_flag();
+        }
+    }
+    let has_mount_ns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount);
+    let rootfs_plan = has_mount_ns.then(|| {
+        plan::plan_rootfs(
+            spec,
+            bundle.rootfs.clone(),
+            &bundle.path,
+            opts.no_pivot,
+            &cgroup.mount_sources(),
+        )
+    });
+    if !has_mount_ns {
+        return Err(CreateError::Unsupported(
+            "a container needs a mount namespace",
+        ));
+    }
+    let spec_hooks = spec.hooks().as_ref();
+    let runtime_hooks: Vec<_> = [
+        (
+            "prestart",
+            hooks::from_spec(spec_hooks.and_then(|h| h.prestart().as_ref())),
+        ),
+        (
+            "createRuntime",
+            hooks::from_spec(spec_hooks.and_then(|h| h.create_runtime().as_ref())),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, h)| !h.is_empty())
+    .collect();
+
+    // Namespaces that only take effect for children are entered by this process before cloning.
+    if let Some(pid_ns) = namespaces
+        .iter()
+        .find(|n| n.typ() == LinuxNamespaceType::Pid)
+        .and_then(|n| n.path().clone())
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        let file = File::open(&pid_ns)
+            .map_err(io_step(format!("open pid namespace {}", pid_ns.display())))?;
+        rustix::thread::move_into_link_name_space(file.as_fd(), None)
+            .map_err(|e| io_step(format!("join pid namespace {}", pid_ns.display()))(e.into()))?;
+    }
+    if is_new(LinuxNamespaceType::Time) {
+        enter_new_time_namespace(linux)?;
+    }
+    let maps = is_new(LinuxNamespaceType::User).then(|| IdMaps {
+        uid: id_map_text(linux.uid_mappings().as_deref()),
+        gid: id_map_text(linux.gid_mappings().as_deref()),
+    });
+
+    let mut keep: Vec<BorrowedFd<'_>> = vec![fifo.as_fd()];
+    keep.extend(console.as_ref().map(|c| c.as_fd()));
+    let spawned =
+        spawn_init(flags, &keep, maps.as_ref()).map_err(io_step("start the container init"))?;
+    rollback.pid = Some(spawned.pid);
+    let mut stream = spawned.stream;
+    cgroup.add_process(spawned.pid)?;
+    let (_, start) = process_stat(spawned.pid).ok_or(CreateError::InitExited)?;
+    record.pid = spawned.pid;
+    record.pid_start = start;
+    dir.write_record(&record)?;
+
+    let state_json = hook_state(id.as_str(), spawned.pid, &bundle.path, &annotations);
+    let init_plan = InitPlan {
+        id: id.to_string(),
+        joins,
+        rootfs: rootfs_plan,
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
+        sysctls: linux
+            .sysctl()
+            .as_ref()
+            .map(|s| s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        process: process_plan,
+        create_container_hooks: hooks::from_spec(
+            spec_hooks.and_then(|h| h.create_container().as_ref()),
+        ),
+        start_container_hooks: hooks::from_spec(
+            spec_hooks.and_then(|h| h.start_container().as_ref()),
+        ),
+        runtime_hooks: !runtime_hooks.is_empty(),
+        hook_state: state_json.clone(),
+        fifo_fd: Some(fifo.as_raw_fd()),
+        console_fd: console.as_ref().map(|c| c.as_raw_fd()),
+        first_private_fd: first_private,
+        seccomp,
+        new_keyring: !opts.no_new_keyring,
+    };
+    sync::send(&mut stream, &SyncMessage::Plan(Box::new(init_plan)))
+        .map_err(io_step("send the plan to the init"))?;
+    loop {
+        match sync::receive(&mut stream).map_err(io_step("read from the init"))? {
+            Some(SyncMessage::RunRuntimeHooks) => {
+                let state = state_json.replacen("\"status\":\"\"", "\"status\":\"creating\"", 1);
+                for (stage, list) in &runtime_hooks {
+                    hooks::run_all(stage, list, &state)?;
+                }
+                sync::send(&mut stream, &SyncMessage::RuntimeHooksDone)
+                    .map_err(io_step("resume the init"))?;
+            }
+            Some(SyncMessage::Ready) => break,
+            Some(SyncMessage::Failed(message)) => return Err(CreateError::Init(message)),
+            Some(_) => return Err(CreateError::Init("unexpected message from the init".into())),
+            None => return Err(CreateError::InitExited),
+        }
+    }
+    record.phase = Phase::Created;
+    dir.write_record(&record)?;
+    if let Some(pid_file) = &opts.pid_file {
+        write_pid_file(pid_file, spawned.pid)?;
+    }
+    rollback.pid = None;
+    rollback.cgroup = None;
+    rollback.dir = None;
+    Ok(Created {
+        pid: spawned.pid,
+        warnings: adjustments.iter().map(ToString::to_string).collect(),
+    })
+}
+
+fn id_map_text(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> String {
+    maps.into_iter()
+        .flatten()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Creates the time namespace for this process's future children and sets its offsets, which the
+/// kernel accepts only before any process has entered it.
+fn enter_new_time_namespace(linux: &oci_spec::runtime::Linux) -> Result<(), CreateError> {
+    testudo_linux::process::unshare(0x80).map_err(io_step("create time namespace"))?;
+    let mut offsets = String::new();
+    for (clock, offset) in linux.time_offsets().iter().flatten() {
+        offsets.push_str(&format!(
+            "{clock} {} {}\n",
+            offset.secs().unwrap_or(0),
+            offset.nanosecs().unwrap_or(0)
+        ));
+    }
+    if !offsets.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", offsets)
+            .map_err(io_step("write time namespace offsets"))?;
+    }
+    Ok(())
+}
+
+/// Writes the pid file atomically (temp file and rename in the same directory), as runc does.
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), CreateError> {
+    let path =
+        std::path::absolute(path).map_err(io_step(format!("pid file {}", path.display())))?;
+    let temp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&temp, pid.to_string())
+        .map_err(io_step(format!("write pid file {}", temp.display())))?;
+    std::fs::rename(&temp, &path).map_err(io_step(format!("write pid file {}", path.display())))
+}

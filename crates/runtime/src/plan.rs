@@ -1,0 +1,590 @@
+//! The container's init plan: everything the init process must do, decided in the runtime process from
+//! the spec as plain data, sent to the init, and applied there without further decisions.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::mount_options::{self, MountFlags};
+
+/// A namespace kind with its `clone` flag and `/proc/<pid>/ns` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamespaceKind {
+    /// user
+    User,
+    /// pid
+    Pid,
+    /// mnt
+    Mount,
+    /// net
+    Network,
+    /// ipc
+    Ipc,
+    /// uts
+    Uts,
+    /// cgroup
+    Cgroup,
+    /// time
+    Time,
+}
+
+impl NamespaceKind {
+    /// From the spec's namespace type.
+    pub fn from_spec(t: LinuxNamespaceType) -> Self {
+        match t {
+            LinuxNamespaceType::User => Self::User,
+            LinuxNamespaceType::Pid => Self::Pid,
+            LinuxNamespaceType::Mount => Self::Mount,
+            LinuxNamespaceType::Network => Self::Network,
+            LinuxNamespaceType::Ipc => Self::Ipc,
+            LinuxNamespaceType::Uts => Self::Uts,
+            LinuxNamespaceType::Cgroup => Self::Cgroup,
+            LinuxNamespaceType::Time => Self::Time,
+        }
+    }
+
+    /// The `CLONE_NEW*` flag.
+    pub fn clone_flag(self) -> u64 {
+        let flag = match self {
+            Self::User => libc::CLONE_NEWUSER,
+            Self::Pid => libc::CLONE_NEWPID,
+            Self::Mount => libc::CLONE_NEWNS,
+            Self::Network => libc::CLONE_NEWNET,
+            Self::Ipc => libc::CLONE_NEWIPC,
+            Self::Uts => libc::CLONE_NEWUTS,
+            Self::Cgroup => libc::CLONE_NEWCGROUP,
+            Self::Time => 0x80,
+        };
+        u64::from(flag.unsigned_abs())
+    }
+
+    /// The file name under `/proc/<pid>/ns/`.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Pid => "pid",
+            Self::Mount => "mnt",
+            Self::Network => "net",
+            Self::Ipc => "ipc",
+            Self::Uts => "uts",
+            Self::Cgroup => "cgroup",
+            Self::Time => "time",
+        }
+    }
+}
+
+/// A namespace the init joins with `setns`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NamespaceJoin {
+    /// Its kind.
+    pub kind: NamespaceKind,
+    /// The namespace file.
+    pub path: PathBuf,
+}
+
+/// One resource limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RlimitPlan {
+    /// `RLIMIT_*` number.
+    pub resource: i32,
+    /// Soft limit.
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+/// Capability sets as masks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityPlan {
+    /// Bounding set.
+    pub bounding: u64,
+    /// Effective set.
+    pub effective: u64,
+    /// Permitted set.
+    pub permitted: u64,
+    /// Inheritable set.
+    pub inheritable: u64,
+    /// Ambient set.
+    pub ambient: u64,
+}
+
+/// The process the init becomes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessPlan {
+    /// argv; `args[0]` is looked up in `PATH` inside the container when it has no `/`.
+    pub args: Vec<String>,
+    /// Environment.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub cwd: String,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub additional_gids: Vec<u32>,
+    /// umask, when given.
+    pub umask: Option<u32>,
+    /// Capabilities; `None` leaves them as they are.
+    pub capabilities: Option<CapabilityPlan>,
+    /// Sets `no_new_privs`.
+    pub no_new_privileges: bool,
+    /// Resource limits.
+    pub rlimits: Vec<RlimitPlan>,
+    /// Whether the process gets a pseudo-terminal.
+    pub terminal: bool,
+    /// Terminal size (rows, columns).
+    pub console_size: Option<(u16, u16)>,
+    /// `oom_score_adj`, when given.
+    pub oom_score_adj: Option<i32>,
+}
+
+/// A device node to create in the container's `/dev`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePlan {
+    /// Path inside the container.
+    pub path: String,
+    /// `S_IFCHR`, `S_IFBLK` or `S_IFIFO`.
+    pub file_type: u32,
+    /// Major number.
+    pub major: u64,
+    /// Minor number.
+    pub minor: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+/// A cgroup hierarchy to show inside the container at `<destination>/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupMountSource {
+    /// Directory name under the mount point (`memory`, `cpu,cpuacct`, `systemd`, `unified`).
+    pub name: String,
+    /// The `-o` option that mounts this hierarchy (`memory`, `name=systemd`); empty for cgroup2.
+    pub option: String,
+    /// The container's own cgroup directory in this hierarchy on the host.
+    pub host_dir: PathBuf,
+    /// True for the cgroup2 hierarchy.
+    pub unified: bool,
+}
+
+/// What kind of mount a spec mount is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountKind {
+    /// A bind mount of a host path.
+    Bind,
+    /// A new filesystem instance (proc, tmpfs, devpts, mqueue, sysfs…).
+    Filesystem,
+    /// The cgroup hierarchies.
+    Cgroup(Vec<CgroupMountSource>),
+}
+
+/// One mount of the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountPlan {
+    /// Destination inside the container.
+    pub destination: String,
+    /// Source (host path for binds, device or fs name otherwise).
+    pub source: String,
+    /// Filesystem type.
+    pub fstype: String,
+    /// What kind of mount.
+    pub kind: MountKind,
+    /// Flags and data from the options.
+    pub options: MountFlags,
+}
+
+/// How the init builds the root filesystem.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootfsPlan {
+    /// Host path of the root filesystem.
+    pub root: PathBuf,
+    /// Remount `/` read-only at the end.
+    pub readonly: bool,
+    /// Propagation of `/` in the container's mount namespace.
+    pub propagation: u64,
+    /// The mounts, in spec order.
+    pub mounts: Vec<MountPlan>,
+    /// Device nodes (defaults, then the spec's).
+    pub devices: Vec<DevicePlan>,
+    /// Paths hidden from the container.
+    pub masked_paths: Vec<String>,
+    /// Paths made read-only.
+    pub readonly_paths: Vec<String>,
+    /// Use `MS_MOVE` + `chroot` instead of `pivot_root`.
+    pub no_pivot: bool,
+}
+
+/// A hook the init runs itself (createContainer, startContainer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HookPlan {
+    /// Program path.
+    pub path: String,
+    /// argv.
+    pub args: Vec<String>,
+    /// Environment.
+    pub env: Vec<String>,
+    /// Timeout in seconds.
+    pub timeout: Option<i64>,
+}
+
+/// A compiled seccomp filter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeccompPlan {
+    /// Instructions as (code, jt, jf, k).
+    pub instructions: Vec<(u16, u8, u8, u32)>,
+    /// `SECCOMP_FILTER_FLAG_*`.
+    pub flags: u32,
+}
+
+/// Everything the init does, in one message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitPlan {
+    /// The container id.
+    pub id: String,
+    /// Namespaces to join, user namespace first.
+    pub joins: Vec<NamespaceJoin>,
+    /// Root filesystem set-up; `None` for `exec`.
+    pub rootfs: Option<RootfsPlan>,
+    /// Hostname.
+    pub hostname: Option<String>,
+    /// Domain name.
+    pub domainname: Option<String>,
+    /// Sysctls, written under `/proc/sys` inside the container.
+    pub sysctls: Vec<(String, String)>,
+    /// The process to execute.
+    pub process: ProcessPlan,
+    /// Hooks run in the container's namespaces before `pivot_root`.
+    pub create_container_hooks: Vec<HookPlan>,
+    /// Hooks run after `start`, before the process is executed.
+    pub start_container_hooks: Vec<HookPlan>,
+    /// The runtime has createRuntime/prestart hooks to run once the namespaces exist.
+    pub runtime_hooks: bool,
+    /// The state JSON given to hooks on stdin (without status, which the init adds).
+    pub hook_state: String,
+    /// Descriptor of the exec fifo (create only).
+    pub fifo_fd: Option<i32>,
+    /// Descriptor of the console socket, when a terminal is requested.
+    pub console_fd: Option<i32>,
+    /// First descriptor number that is not passed to the process (3 + preserved fds).
+    pub first_private_fd: u32,
+    /// Seccomp filter.
+    pub seccomp: Option<SeccompPlan>,
+    /// Join a new session keyring named after the container.
+    pub new_keyring: bool,
+}
+
+/// Facts about the runtime process and host that planning depends on, injected for tests.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    /// Highest capability number the kernel knows.
+    pub last_cap: u8,
+    /// Current (soft, hard) limits of the runtime process, by `RLIMIT_*` number.
+    pub rlimits: Vec<(i32, u64, u64)>,
+    /// The runtime process's `oom_score_adj`.
+    pub oom_score_adj: i32,
+}
+
+/// A decision that changed what the spec asked for, reported as a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adjustment {
+    /// A hard rlimit above the current one was lowered.
+    RlimitClamped {
+        /// `RLIMIT_*` name.
+        name: String,
+        /// What the spec asked for.
+        requested: u64,
+        /// What the container gets.
+        granted: u64,
+    },
+    /// An `oomScoreAdj` below the current one was raised to it.
+    OomScoreClamped {
+        /// What the spec asked for.
+        requested: i32,
+        /// What the container gets.
+        granted: i32,
+    },
+}
+
+impl std::fmt::Display for Adjustment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::RlimitClamped { name, requested, granted } => write!(
+                f,
+                "{name} hard limit {requested} clamped to the current {granted}: raising it needs CAP_SYS_RESOURCE"
+            ),
+            Self::OomScoreClamped { requested, granted } => write!(
+                f,
+                "oomScoreAdj {requested} clamped to the current {granted}: lowering it needs CAP_SYS_RESOURCE"
+            ),
+        }
+    }
+}
+
+/// The `RLIMIT_*` number of a spec rlimit type.
+pub fn rlimit_number(t: PosixRlimitType) -> i32 {
+    let n = match t {
+        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+    };
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Plans the process part, shared by `create` and `exec`; returns the warnings for what was clamped.
+pub fn plan_process(process: &Process, facts: &HostFacts) -> (ProcessPlan, Vec<Adjustment>) {
+    let mut adjustments = Vec::new();
+    let capabilities = process.capabilities().as_ref().map(|c| CapabilityPlan {
+        bounding: crate::caps::mask(c.bounding().as_ref(), facts.last_cap),
+        effective: crate::caps::mask(c.effective().as_ref(), facts.last_cap),
+        permitted: crate::caps::mask(c.permitted().as_ref(), facts.last_cap),
+        inheritable: crate::caps::mask(c.inheritable().as_ref(), facts.last_cap),
+        ambient: crate::caps::mask(c.ambient().as_ref(), facts.last_cap),
+    });
+    let mut rlimits = Vec::new();
+    for limit in process.rlimits().iter().flatten() {
+        let resource = rlimit_number(limit.typ());
+        let current = facts.rlimits.iter().find(|(r, _, _)| *r == resource);
+        let mut hard = limit.hard();
+        let mut soft = limit.soft();
+        if let Some(&(_, _, current_hard)) = current {
+            if hard > current_hard {
+                adjustments.push(Adjustment::RlimitClamped {
+                    name: limit.typ().to_string(),
+                    requested: hard,
+                    granted: current_hard,
+                });
+                hard = current_hard;
+                soft = soft.min(hard);
+            }
+        }
+        rlimits.push(RlimitPlan {
+            resource,
+            soft,
+            hard,
+        });
+    }
+    let mut oom_score_adj = process.oom_score_adj();
+    if let Some(requested) = oom_score_adj {
+        if requested < facts.oom_score_adj {
+            adjustments.push(Adjustment::OomScoreClamped {
+                requested,
+                granted: facts.oom_score_adj,
+            });
+            oom_score_adj = Some(facts.oom_score_adj);
+        }
+    }
+    let user = process.user();
+    let plan = ProcessPlan {
+        args: process.args().clone().unwrap_or_default(),
+        env: process.env().clone().unwrap_or_default(),
+        cwd: process.cwd().display().to_string(),
+        uid: user.uid(),
+        gid: user.gid(),
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+        umask: user.umask(),
+        capabilities,
+        no_new_privileges: process.no_new_privileges().unwrap_or(false),
+        rlimits,
+        terminal: process.terminal().unwrap_or(false),
+        console_size: process.console_size().map(|b| {
+            (
+                u16::try_from(b.height()).unwrap_or(u16::MAX),
+                u16::try_from(b.width()).unwrap_or(u16::MAX),
+            )
+        }),
+        oom_score_adj,
+    };
+    (plan, adjustments)
+}
+
+/// The devices every container gets in `/dev` (runtime spec, "Default Devices").
+fn default_devices() -> Vec<DevicePlan> {
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| DevicePlan {
+        path: format!("/dev/{name}"),
+        file_type: libc::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
+}
+
+/// Plans the root filesystem from the spec; `cgroup_sources` describes the hierarchies that a mount of
+/// type `cgroup` shows.
+pub fn plan_rootfs(
+    spec: &Spec,
+    rootfs: PathBuf,
+    bundle: &Path,
+    no_pivot: bool,
+    cgroup_sources: &[CgroupMountSource],
+) -> RootfsPlan {
+    let linux = spec.linux().as_ref();
+    let mounts = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(|m| {
+            let options = mount_options::parse(m.options().as_deref().unwrap_or_default());
+            let fstype = m.typ().clone().unwrap_or_default();
+            let kind = if fstype == "cgroup" || fstype == "cgroup2" {
+                MountKind::Cgroup(cgroup_sources.to_vec())
+            } else if options.flags & libc::MS_BIND != 0 || fstype == "bind" {
+                MountKind::Bind
+            } else {
+                MountKind::Filesystem
+            };
+            let source = m.source().as_ref().map(|s| {
+                // Bind sources may be relative to the bundle.
+                if kind == MountKind::Bind && s.is_relative() {
+                    bundle.join(s)
+                } else {
+                    s.clone()
+                }
+            });
+            MountPlan {
+                destination: m.destination().display().to_string(),
+                source: source.map(|s| s.display().to_string()).unwrap_or_default(),
+                fstype,
+                kind,
+                options,
+            }
+        })
+        .collect();
+    let mut devices = default_devices();
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let path = d.path().display().to_string();
+        devices.retain(|existing| existing.path != path);
+        let file_type = match d.typ() {
+            oci_spec::runtime::LinuxDeviceType::B => libc::S_IFBLK,
+            oci_spec::runtime::LinuxDeviceType::P => libc::S_IFIFO,
+            _ => libc::S_IFCHR,
+        };
+        devices.push(DevicePlan {
+            path,
+            file_type,
+            major: u64::try_from(d.major()).unwrap_or(0),
+            minor: u64::try_from(d.minor()).unwrap_or(0),
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    RootfsPlan {
+        root: rootfs,
+        readonly: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
+        propagation: linux
+            .and_then(|l| l.rootfs_propagation().as_deref())
+            .and_then(mount_options::propagation_flag)
+            .unwrap_or(libc::MS_SLAVE | libc::MS_REC),
+        mounts,
+        devices,
+        masked_paths: linux
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default(),
+        readonly_paths: linux
+            .and_then(|l| l.readonly_paths().clone())
+            .unwrap_or_default(),
+        no_pivot,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{PosixRlimitBuilder, ProcessBuilder};
+
+    fn facts() -> HostFacts {
+        HostFacts {
+            last_cap: 40,
+            rlimits: vec![(libc::RLIMIT_NOFILE as i32, 1024, 524_288)],
+            oom_score_adj: 0,
+        }
+    }
+
+    #[test]
+    fn hard_rlimits_above_the_current_ones_are_clamped_and_reported() {
+        let limit = PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .soft(1_048_576u64)
+            .hard(1_048_576u64)
+            .build()
+            .expect("rlimit");
+        let process = ProcessBuilder::default()
+            .rlimits(vec![limit])
+            .oom_score_adj(-998)
+            .build()
+            .expect("process");
+        let (plan, adjustments) = plan_process(&process, &facts());
+        assert_eq!(plan.rlimits[0].hard, 524_288);
+        assert_eq!(plan.rlimits[0].soft, 524_288);
+        assert_eq!(plan.oom_score_adj, Some(0));
+        assert_eq!(adjustments.len(), 2);
+        assert!(adjustments[0]
+            .to_string()
+            .starts_with("RLIMIT_NOFILE hard limit 1048576 clamped"));
+    }
+
+    #[test]
+    fn spec_devices_replace_defaults_with_the_same_path() {
+        let spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.0.0","linux":{"devices":[{"path":"/dev/null","type":"c","major":1,"minor":3,"fileMode":432}]},
+                "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
+                          {"destination":"/data","type":"bind","source":"/tmp","options":["rbind","ro"]},
+                          {"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup"}]}"#,
+        )
+        .expect("spec");
+        let plan = plan_rootfs(&spec, "/r".into(), Path::new("/b"), false, &[]);
+        let null: Vec<_> = plan
+            .devices
+            .iter()
+            .filter(|d| d.path == "/dev/null")
+            .collect();
+        assert_eq!(null.len(), 1);
+        assert_eq!(null[0].mode, 0o660);
+        assert_eq!(plan.mounts[0].kind, MountKind::Filesystem);
+        assert_eq!(plan.mounts[1].kind, MountKind::Bind);
+        assert_eq!(
+            plan.mounts[1].options.flags,
+            libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY
+        );
+        assert_eq!(plan.mounts[2].kind, MountKind::Cgroup(vec![]));
+        assert_eq!(plan.propagation, libc::MS_SLAVE | libc::MS_REC);
+    }
+}
