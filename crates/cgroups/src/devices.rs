@@ -21,7 +21,7 @@ pub(crate) const DEV_BLOCK: u32 = 1;
 pub(crate) const DEV_CHAR: u32 = 2;
 
 /// License string of the generated program (it uses no GPL-only helper).
-pub const DEVICE_PROGRAM_LICENSE: &std::ffi::CStr = c"Apache";
+pub(crate) const DEVICE_PROGRAM_LICENSE: &std::ffi::CStr = c"Apache";
 
 /// A validated device rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

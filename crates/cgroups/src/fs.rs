@@ -151,6 +151,7 @@ const REMOVE_BACKOFF: [Duration; 7] = [
 /// is not an error; a busy one is retried briefly.
 pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     let mut delays = REMOVE_BACKOFF.iter();
+    let mut removed_children = false;
     loop {
         let err = match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
@@ -163,7 +164,16 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
                 source: err,
             });
         }
-        for child in subdirectories(dir)? {
+        let children = subdirectories(dir)?;
+        if !children.is_empty() && !removed_children {
+            // Busy because of child cgroups: remove them and retry at once.
+            for child in children {
+                remove_tree(&child)?;
+            }
+            removed_children = true;
+            continue;
+        }
+        for child in children {
             remove_tree(&child)?;
         }
         match delays.next() {

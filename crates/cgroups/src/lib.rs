@@ -49,11 +49,10 @@ mod stats;
 mod v1;
 mod v2;
 
-pub use devices::DEVICE_PROGRAM_LICENSE;
 pub use error::CgroupError;
 pub use hierarchy::{Hierarchies, Layout, OwnCgroups, UnifiedHierarchy, V1Hierarchy};
 pub use manager::{CgroupManager, FreezerState, Manager};
-pub use path::{CgroupDir, CgroupsPath};
+pub use path::CgroupsPath;
 pub use plan::{
     blkio_weight_to_io_weight, cpu_shares_to_weight, needs_current_memory_limit, plan_v1, plan_v2,
     CgroupWrite, Controller, IfMissing, OnEinval, V1Context, V2Plan,

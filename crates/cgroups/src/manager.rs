@@ -165,7 +165,8 @@ impl HierarchyDir {
     }
 }
 
-pub(crate) fn check_pid(pid: i32) -> Result<String, CgroupError> {
+/// The text to write to `cgroup.procs` for `pid`.
+pub(crate) fn pid_value(pid: i32) -> Result<String, CgroupError> {
     if pid <= 0 {
         return Err(CgroupError::invalid("pid", pid, "must be positive"));
     }

@@ -71,17 +71,17 @@ fn looks_like_systemd(path: &str) -> bool {
 ///
 /// `rel` never holds `..` nor a root, so the directory is always inside `mount`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CgroupDir {
+pub(crate) struct CgroupDir {
     /// The hierarchy's mount point.
-    pub mount: PathBuf,
+    pub(crate) mount: PathBuf,
     /// The cgroup below the mount point, relative (`a/b`).
-    pub rel: PathBuf,
+    pub(crate) rel: PathBuf,
 }
 
 impl CgroupDir {
     /// The full directory.
     #[must_use]
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.mount.join(&self.rel)
     }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::fs::{self, apply_writes, collect_pids, mkdir_p};
 use crate::hierarchy::{Hierarchies, OwnCgroups};
 use crate::manager::{
-    check_pid, destroy_dirs, enable_controllers, CgroupManager, FreezerState, HierarchyDir,
+    destroy_dirs, enable_controllers, pid_value, CgroupManager, FreezerState, HierarchyDir,
 };
 use crate::path::{resolve, CgroupsPath};
 use crate::plan::{needs_current_memory_limit, plan_v1, Controller, V1Context};
@@ -147,7 +147,7 @@ impl CgroupManager for V1Manager {
     }
 
     fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
-        let pid = check_pid(pid)?;
+        let pid = pid_value(pid)?;
         for h in self.all_dirs() {
             fs::write(&h.dir.path(), "cgroup.procs", &pid)?;
         }

@@ -16,7 +16,7 @@ use crate::devices::DEVICE_PROGRAM_LICENSE;
 use crate::fs::{self, apply_writes, collect_pids, mkdir_p};
 use crate::hierarchy::{Hierarchies, OwnCgroups};
 use crate::manager::{
-    check_pid, destroy_dirs, enable_controllers, CgroupManager, FreezerState, HierarchyDir,
+    destroy_dirs, enable_controllers, pid_value, CgroupManager, FreezerState, HierarchyDir,
 };
 use crate::path::{resolve, CgroupsPath};
 use crate::plan::plan_v2;
@@ -149,7 +149,7 @@ impl CgroupManager for V2Manager {
     }
 
     fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
-        fs::write(&self.dir(), "cgroup.procs", &check_pid(pid)?)
+        fs::write(&self.dir(), "cgroup.procs", &pid_value(pid)?)
     }
 
     fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {

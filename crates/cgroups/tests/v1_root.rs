@@ -1,39 +1,17 @@
 //! A real cgroup v1 (legacy or hybrid) round trip. Needs root; skips loudly otherwise, and
 //! fails instead when `TESTUDO_REQUIRE_ROOT=1`.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 use oci_spec::runtime::LinuxResources;
 use testudo_cgroups::{CgroupManager, CgroupsPath, FreezerState, Hierarchies, Layout, Manager};
 use testudo_test_support::{require_root, LeakCheck, CGROUP_PARENT};
 
-/// Kills the child and removes the cgroups even when an assertion fails.
-struct Cleanup {
-    manager: Manager,
-    child: Option<Child>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        // A frozen task only dies once thawed.
-        let _ = self.manager.thaw();
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = self.manager.destroy();
-    }
-}
-
-fn unique_id(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!("{test}-{}-{nanos}", std::process::id())
-}
+use common::{unique_id, Cleanup};
 
 fn read(dir: &Path, file: &str) -> String {
     fs::read_to_string(dir.join(file))
@@ -95,6 +73,15 @@ fn v1_cgroup_limits_freezes_lists_and_removes_a_real_process() {
         serde_json::from_str(r#"{"memory":{"limit":33554432,"swap":67108864}}"#).expect("valid");
     m.apply(&update).expect("update");
     assert_eq!(read(&paths["memory"], "memory.limit_in_bytes"), "33554432");
+
+    // The kernel refuses a quota below 1ms with EINVAL: the error names file and value.
+    let refused: LinuxResources = serde_json::from_str(r#"{"cpu":{"quota":500}}"#).expect("valid");
+    let err = m.apply(&refused).expect_err("quota below the minimum");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("failed to write \"500\" to ") && message.ends_with("cpu.cfs_quota_us"),
+        "{message}"
+    );
 
     let child = Command::new("sleep")
         .arg("60")

@@ -3,6 +3,8 @@
 //! device filter program are all real). Needs root; skips loudly otherwise, and fails
 //! instead when `TESTUDO_REQUIRE_ROOT=1`.
 
+mod common;
+
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
@@ -14,30 +16,7 @@ use testudo_cgroups::{CgroupManager, CgroupsPath, FreezerState, Hierarchies, Man
 use testudo_linux::bpf::query_cgroup_device_programs;
 use testudo_test_support::{require_root, LeakCheck, CGROUP_PARENT};
 
-struct Cleanup {
-    manager: Manager,
-    child: Option<Child>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        // A frozen task only dies once thawed.
-        let _ = self.manager.thaw();
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = self.manager.destroy();
-    }
-}
-
-fn unique_id(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!("{test}-{}-{nanos}", std::process::id())
-}
+use common::{unique_id, Cleanup};
 
 /// A shell that waits for a line on stdin (so it can be moved into the cgroup first), then
 /// reports which device opens succeed, then sleeps.

@@ -311,8 +311,8 @@ pub fn create(
     rollback.cgroup = Some(cgroup);
     created?;
     let cgroup = rollback.cgroup.as_ref().ok_or(CreateError::InitExited)?;
-    if let Some(resources) = linux.resources() {
-        cgroup.apply(resources)?;
+    if let Some(resources) = plan::effective_resources(spec) {
+        cgroup.apply(&resources)?;
     }
     let dir = rollback.dir.as_ref().ok_or(CreateError::InitExited)?;
 

@@ -1,8 +1,10 @@
 //! cgroup v2 (unified) writes and the device program.
 //!
 //! Not applied on v2, as in runc: `memory.swappiness`, `memory.disableOOMKiller`,
-//! `memory.kernel*`, `blockIO.leafWeight*` (v2 has no such knobs). Real-time CPU limits
-//! are refused, since v2 cannot honour them.
+//! `memory.kernel*`, `memory.useHierarchy`, `blockIO.leafWeight*` (v2 has no such knobs),
+//! and `memory.checkBeforeUpdate`. `memory.reservation` maps to `memory.low`;
+//! `memory.high` is reachable through `linux.resources.unified`. Real-time CPU limits are
+//! refused, since v2 cannot honour them.
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 use testudo_linux::bpf::BpfInsn;
