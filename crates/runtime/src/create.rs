@@ -462,6 +462,7 @@ pub fn create(
         first_private_fd: first_private,
         seccomp,
         new_keyring: !opts.no_new_keyring,
+        new_cgroup_namespace: is_new(LinuxNamespaceType::Cgroup),
     };
     sync::send(&mut stream, &SyncMessage::Plan(Box::new(init_plan)))
         .map_err(io_step("send the plan to the init"))?;

@@ -239,6 +239,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Executed, 
         first_private_fd: first_private,
         seccomp: create::seccomp_plan(&spec)?,
         new_keyring: false,
+        new_cgroup_namespace: false,
     };
     let keep: Vec<BorrowedFd<'_>> = console.iter().map(|c| c.as_fd()).collect();
     let spawned = spawn_init(0, &keep, None).map_err(io_step("start the exec process"))?;

@@ -15,7 +15,7 @@ use rustix::process::{Resource, Rlimit};
 use testudo_linux::caps::{self, CapabilitySets};
 use thiserror::Error;
 
-use crate::plan::{InitPlan, NamespaceKind, ProcessPlan, SeccompPlan};
+use crate::plan::{InitPlan, ProcessPlan, SeccompPlan};
 use crate::rootfs::{self, RootfsError};
 use crate::sync::{self, SyncMessage};
 
@@ -120,12 +120,16 @@ fn run(stream: &mut UnixStream) -> Result<Never, InitError> {
         _ => return Err(InitError::Protocol("expected the plan")),
     };
     join_namespaces(&plan)?;
+    if plan.new_cgroup_namespace {
+        // Only now, inside its cgroup, so that the namespace's root is the container's cgroup.
+        testudo_linux::process::unshare(libc::CLONE_NEWCGROUP)
+            .map_err(step("create cgroup namespace"))?;
+    }
     if plan.new_keyring {
         join_keyring(&plan)?;
     }
-    let cgroupns = plan.rootfs.is_some() && owns_cgroup_namespace(&plan);
     let root = match &plan.rootfs {
-        Some(r) => Some(rootfs::prepare(r, cgroupns)?),
+        Some(r) => Some(rootfs::prepare(r, plan.new_cgroup_namespace)?),
         None => None,
     };
     if plan.runtime_hooks {
@@ -142,11 +146,14 @@ fn run(stream: &mut UnixStream) -> Result<Never, InitError> {
     )?;
     if let (Some(root), Some(r)) = (root, &plan.rootfs) {
         rootfs::enter(root, r)?;
-        rootfs::finish(r)?;
     }
+    // Before the read-only paths, which include /proc/sys.
     for (key, value) in &plan.sysctls {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
         std::fs::write(&path, value).map_err(step(format!("write sysctl {key}")))?;
+    }
+    if let Some(r) = &plan.rootfs {
+        rootfs::finish(r)?;
     }
     if let Some(name) = &plan.hostname {
         rustix::system::sethostname(name.as_bytes()).map_err(|e| step("set hostname")(e.into()))?;
@@ -196,12 +203,6 @@ fn join_keyring(plan: &InitPlan) -> Result<(), InitError> {
 fn hook_state(plan: &InitPlan, status: &str) -> String {
     plan.hook_state
         .replacen("\"status\":\"\"", &format!("\"status\":\"{status}\""), 1)
-}
-
-fn owns_cgroup_namespace(plan: &InitPlan) -> bool {
-    !plan.joins.iter().any(|j| j.kind == NamespaceKind::Cgroup)
-        && std::fs::read_link("/proc/self/ns/cgroup").ok()
-            != std::fs::read_link("/proc/1/ns/cgroup").ok()
 }
 
 fn join_namespaces(plan: &InitPlan) -> Result<(), InitError> {

@@ -276,6 +276,9 @@ pub struct InitPlan {
     pub seccomp: Option<SeccompPlan>,
     /// Join a new session keyring named after the container.
     pub new_keyring: bool,
+    /// Create the cgroup namespace once in the cgroup (at clone time it would be rooted in the
+    /// runtime's cgroup).
+    pub new_cgroup_namespace: bool,
 }
 
 /// Facts about the runtime process and host that planning depends on, injected for tests.

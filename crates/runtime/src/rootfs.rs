@@ -7,6 +7,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{mkdirat, mknodat, openat2, symlinkat, FileType, Mode, OFlags, ResolveFlags};
@@ -64,48 +65,92 @@ fn relative(path: &Path) -> PathBuf {
     }
 }
 
-/// Creates `path` inside `root` (directories, and a file as the last component when `file` is set),
-/// resolving every component inside the root, and returns an `O_PATH` descriptor of it.
+/// Creates `path` inside `root` (directories, and a file as the last component when `file` is set)
+/// and returns an `O_PATH` descriptor of it.
+///
+/// Symlinks met on the way are followed as if `root` were `/` (an absolute target restarts from the
+/// root, `..` stops at it), and missing targets are created inside the root, so neither an existing
+/// nor a dangling link can make this create anything outside it.
 fn make_in_root(root: BorrowedFd<'_>, path: &Path, file: bool) -> io::Result<OwnedFd> {
     if let Ok(fd) = open_in_root(root, path, OFlags::PATH) {
         return Ok(fd);
     }
-    let rel = relative(path);
-    let mut parts: Vec<&OsStr> = rel.iter().collect();
-    let last = parts.pop().unwrap_or(OsStr::new("."));
-    let mut dir = open_in_root(root, Path::new("."), OFlags::PATH | OFlags::DIRECTORY)?;
-    let mut so_far = PathBuf::new();
-    for part in parts {
-        so_far.push(part);
-        match mkdirat(&dir, part, Mode::from_raw_mode(0o755)) {
-            Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::EXIST => {}
-            Err(e) => return Err(e.into()),
+    let mut pending: Vec<std::ffi::OsString> = relative(path).iter().map(OsStr::to_owned).collect();
+    pending.reverse();
+    let mut resolved: Vec<std::ffi::OsString> = Vec::new();
+    let mut links_followed = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
         }
-        dir = open_in_root(root, &so_far, OFlags::PATH | OFlags::DIRECTORY)?;
-    }
-    so_far.push(last);
-    if file {
-        let created = openat2(
-            &dir,
-            last,
-            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::from_raw_mode(0o644),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-        );
-        match created {
+        if part == "." {
+            continue;
+        }
+        let parent_path: PathBuf = resolved.iter().collect();
+        let parent = open_in_root(root, &parent_path, OFlags::PATH | OFlags::DIRECTORY)?;
+        let last = pending.is_empty();
+        match rustix::fs::statat(
+            &parent,
+            part.as_os_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                links_followed += 1;
+                if links_followed > 40 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = rustix::fs::readlinkat(&parent, part.as_os_str(), Vec::new())?;
+                let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                let mut parts: Vec<std::ffi::OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_owned()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                parts.reverse();
+                pending.extend(parts);
+                continue;
+            }
             Ok(_) => {}
-            Err(e) if e == rustix::io::Errno::EXIST => {}
+            Err(rustix::io::Errno::NOENT) if last && file => {
+                let parent = rustix::fs::openat(
+                    &parent,
+                    ".",
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                rustix::fs::openat(
+                    &parent,
+                    part.as_os_str(),
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::CLOEXEC
+                        | OFlags::NOFOLLOW,
+                    Mode::from_raw_mode(0o644),
+                )?;
+            }
+            Err(rustix::io::Errno::NOENT) => {
+                let parent = rustix::fs::openat(
+                    &parent,
+                    ".",
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                mkdirat(&parent, part.as_os_str(), Mode::from_raw_mode(0o755))?;
+            }
             Err(e) => return Err(e.into()),
         }
-    } else {
-        match mkdirat(&dir, last, Mode::from_raw_mode(0o755)) {
-            Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::EXIST => {}
-            Err(e) => return Err(e.into()),
-        }
+        resolved.push(part);
     }
-    open_in_root(root, &so_far, OFlags::PATH)
+    let full: PathBuf = resolved.iter().collect();
+    open_in_root(root, &full, OFlags::PATH)
 }
 
 /// Mount namespace preparation and every mount of the plan, up to (not including) `pivot_root`.
@@ -256,7 +301,7 @@ fn mount_cgroups(
     let base = make_in_root(root, dest, false).map_err(err("create mount point", dest))?;
     if let [only] = sources {
         if only.unified {
-            return mount_hierarchy(&fd_path(base.as_fd()), dest, flags, only, cgroupns);
+            return mount_hierarchy(root, &fd_path(base.as_fd()), dest, flags, only, cgroupns);
         }
     }
     mount(
@@ -270,7 +315,7 @@ fn mount_cgroups(
     for source in sources {
         let sub = dest.join(&source.name);
         let dir = make_in_root(root, &sub, false).map_err(err("create mount point", &sub))?;
-        mount_hierarchy(&fd_path(dir.as_fd()), &sub, flags, source, cgroupns)?;
+        mount_hierarchy(root, &fd_path(dir.as_fd()), &sub, flags, source, cgroupns)?;
         if source.name.contains(',') {
             for single in source.name.split(',') {
                 let tmpfs = open_in_root(root, dest, OFlags::PATH | OFlags::DIRECTORY)
@@ -292,6 +337,7 @@ fn mount_cgroups(
 }
 
 fn mount_hierarchy(
+    root: BorrowedFd<'_>,
     target: &Path,
     shown: &Path,
     flags: u64,
@@ -317,8 +363,12 @@ fn mount_hierarchy(
             None,
         )
         .map_err(err("bind cgroup", shown))?;
-        remount(target, (flags & !libc::MS_REC) | libc::MS_BIND)
-            .map_err(err("remount cgroup", shown))
+        let fresh = open_in_root(root, shown, OFlags::PATH).map_err(err("reopen mount", shown))?;
+        remount(
+            &fd_path(fresh.as_fd()),
+            (flags & !libc::MS_REC) | libc::MS_BIND,
+        )
+        .map_err(err("remount cgroup", shown))
     }
 }
 
