@@ -342,3 +342,276 @@ fn default_and_spec_devices_exist_and_the_device_cgroup_enforces_rules() {
     assert_eq!(lines[10], "null-ok");
     assert!(lines[11].contains("Operation not permitted"), "{out}");
 }
+
+#[test]
+fn cgroup_limits_are_visible_inside_and_update_changes_them() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    let bundle = edit(Bundle::new().args(&["/bin/sleep", "1000"]), |s| {
+        s["linux"]["resources"]["memory"] = json!({"limit": 67108864, "swap": 134217728});
+        s["linux"]["resources"]["pids"] = json!({"limit": 42});
+        s["linux"]["resources"]["cpu"] =
+            json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"});
+        s["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
+    })
+    .write();
+    let leaks = LeakCheck::snapshot().bundle(&bundle).state_root(rt.root());
+    let id = bundle.id();
+    rt.run_ok(["run", "-d", "--bundle", bundle.path().to_str().unwrap(), id]);
+    let read = |files: &str| {
+        stdout(&rt.run_ok([
+            "exec",
+            id,
+            "/bin/sh",
+            "-c",
+            &format!("cd /sys/fs/cgroup && cat {files}"),
+        ]))
+    };
+    assert_eq!(
+        read("memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes pids/pids.max cpu/cpu.shares cpu/cpu.cfs_quota_us cpuset/cpuset.cpus"),
+        "67108864\n134217728\n42\n512\n50000\n0\n"
+    );
+    // hugetlb sits on the cgroup2 mount on this host (hybrid layout).
+    let hugetlb = format!("/sys/fs/cgroup/unified/testudo-test/{id}/hugetlb.2MB.max");
+    if Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+        && std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+            .unwrap()
+            .contains("hugetlb")
+    {
+        assert_eq!(std::fs::read_to_string(&hugetlb).unwrap().trim(), "4194304");
+    }
+    rt.run_ok([
+        "update",
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "64m",
+        "--pids-limit",
+        "7",
+        "--cpu-quota",
+        "20000",
+        id,
+    ]);
+    assert_eq!(
+        read("memory/memory.limit_in_bytes memory/memory.memsw.limit_in_bytes pids/pids.max cpu/cpu.cfs_quota_us"),
+        "33554432\n67108864\n7\n20000\n"
+    );
+    let resources = bundle.path().join("resources.json");
+    std::fs::write(&resources, json!({"pids": {"limit": 9}}).to_string()).unwrap();
+    rt.run_ok(["update", "--resources", resources.to_str().unwrap(), id]);
+    assert_eq!(read("pids/pids.max"), "9\n");
+    // The pids limit holds: the container cannot fork past it.
+    let forks = rt
+        .cmd([
+            "exec",
+            id,
+            "/bin/sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done 2>&1; wait",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&forks).contains("can't fork") || stderr(&forks).contains("can't fork"),
+        "{}{}",
+        stdout(&forks),
+        stderr(&forks)
+    );
+    let stats: serde_json::Value =
+        serde_json::from_slice(&rt.run_ok(["events", "--stats", id]).stdout).unwrap();
+    assert_eq!(stats["type"], "stats");
+    assert_eq!(stats["data"]["pids"]["limit"], 9);
+    assert!(stats["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
+    rt.run_ok(["delete", "--force", id]);
+    leaks.assert_no_leaks_for(id);
+}
+
+#[test]
+fn seccomp_returns_the_configured_errno_and_honours_argument_conditions() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    let bundle = edit(
+        sh("mkdir /dev/shm/d 2>&1; touch /dev/shm/f; chmod 700 /dev/shm/f && echo chmod-700-ok; chmod 777 /dev/shm/f 2>&1; echo done"),
+        |s| {
+            s["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                "syscalls": [
+                    {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+                    {"names": ["chmod", "fchmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                     "args": [{"index": 1, "value": 511, "op": "SCMP_CMP_EQ"}]},
+                    {"names": ["fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                     "args": [{"index": 2, "value": 511, "op": "SCMP_CMP_EQ"}]}
+                ]});
+        },
+    )
+    .write();
+    let out = run_ok(&rt, &bundle);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("Function not implemented"), "{out}");
+    assert_eq!(lines[1], "chmod-700-ok");
+    assert!(lines[2].contains("Permission denied"), "{out}");
+    assert_eq!(lines[3], "done");
+}
+
+#[test]
+fn seccomp_kill_and_default_errno_actions() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    // Everything is allowed except uname, which kills the process.
+    let bundle = edit(Bundle::new().args(&["/bin/uname"]), |s| {
+        s["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_KILL_PROCESS"}]});
+    })
+    .write();
+    assert_eq!(
+        run(&rt, &bundle).status.code(),
+        Some(128 + 31),
+        "killed by SIGSYS"
+    );
+    // ERRNO without errnoRet means EPERM.
+    let bundle = edit(sh("mkdir /dev/shm/x 2>&1; true"), |s| {
+        s["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]});
+    })
+    .write();
+    let out = run_ok(&rt, &bundle);
+    assert!(out.contains("Operation not permitted"), "{out}");
+}
+
+#[test]
+fn hooks_run_in_order_with_the_state_on_stdin() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("hooks.log");
+    let runtime_hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} $(cat | tr -d '\\n' | sed 's/.*\"status\":\"\\([a-z]*\\)\".*/\\1/') >> {}", log.display())]});
+    // createContainer runs before pivot_root in the container's mount namespace: host paths resolve.
+    // startContainer runs inside the container: its path and output resolve there.
+    let bundle = edit(sh("cat /out/start; echo process >> /out/hooks.log"), |s| {
+        s["root"]["readonly"] = false.into();
+        add_mount(s, json!({"destination": "/out", "type": "bind", "source": out.path(), "options": ["rbind", "rw"]}));
+        s["hooks"] = json!({
+            "prestart": [runtime_hook("prestart")],
+            "createRuntime": [runtime_hook("createRuntime")],
+            "createContainer": [runtime_hook("createContainer")],
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo startContainer >> /out/hooks.log; echo started-inside > /out/start"]}],
+            "poststart": [runtime_hook("poststart")],
+            "poststop": [runtime_hook("poststop")],
+        });
+    })
+    .write();
+    assert_eq!(run_ok(&rt, &bundle), "started-inside\n");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "prestart creating",
+            "createRuntime creating",
+            "createContainer created",
+            "startContainer"
+        ],
+        "{text}"
+    );
+    // poststart runs after the process starts, concurrently with it.
+    let rest: std::collections::BTreeSet<&str> = lines[4..].iter().copied().collect();
+    assert_eq!(
+        rest,
+        ["process", "poststart running", "poststop stopped"]
+            .into_iter()
+            .collect(),
+        "{text}"
+    );
+    assert_eq!(*lines.last().unwrap(), "poststop stopped", "{text}");
+}
+
+#[test]
+fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    let bundle = edit(Bundle::new().args(&["/bin/true"]), |s| {
+        s["hooks"] = json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo hook says no >&2; exit 3"]}]});
+    })
+    .write();
+    let leaks = LeakCheck::snapshot().bundle(&bundle).state_root(rt.root());
+    let output = rt.run_fail([
+        "create",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        bundle.id(),
+    ]);
+    let err = stderr(&output);
+    assert!(
+        err.contains("prestart hook /bin/sh failed") && err.contains("hook says no"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    leaks.assert_no_leaks_for(bundle.id());
+    let timeout = edit(Bundle::new().args(&["/bin/true"]), |s| {
+        s["hooks"] = json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    })
+    .write();
+    let output = rt.run_fail([
+        "create",
+        "--bundle",
+        timeout.path().to_str().unwrap(),
+        timeout.id(),
+    ]);
+    assert!(
+        stderr(&output).contains("timed out after 1 seconds"),
+        "{}",
+        stderr(&output)
+    );
+    LeakCheck::snapshot()
+        .bundle(&timeout)
+        .state_root(rt.root())
+        .assert_no_leaks_for(timeout.id());
+}
+
+#[test]
+fn only_stdio_and_preserved_descriptors_reach_the_container() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::write(&shared, "passed-through\n").unwrap();
+    let bundle = sh(
+        "ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; cat <&3; echo $LISTEN_FDS $LISTEN_PID",
+    )
+    .write();
+    // A shell opens the file as fd 3 and executes the runtime, as a client passing descriptors does.
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("exec \"$0\" \"$@\" 3< {}", shared.display()))
+        .arg(rt.binary())
+        .args([
+            "--root",
+            rt.root().to_str().unwrap(),
+            "run",
+            "--preserve-fds",
+            "1",
+            "--bundle",
+        ])
+        .args([bundle.path().to_str().unwrap(), bundle.id()]);
+    let output = cmd.output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let lines: Vec<&str> = out.lines().collect();
+    // 0-2, the preserved 3, and the descriptor ls opens for /proc/self/fd.
+    assert_eq!(lines[0].trim(), "0 1 2 3 4", "{out}");
+    assert_eq!(lines[1], "passed-through");
+    assert_eq!(lines[2].trim(), "", "no LISTEN_FDS without the variable");
+}

@@ -31,6 +31,9 @@ pub enum InitError {
     /// The runtime sent something out of order.
     #[error("unexpected message from the runtime: {0}")]
     Protocol(&'static str),
+    /// The runtime closed the sync socket: it failed and reports why itself.
+    #[error("the runtime went away")]
+    RuntimeGone,
     /// Joining a namespace failed.
     #[error("join {kind} namespace {path}")]
     Join {
@@ -91,6 +94,7 @@ pub fn init_main() -> ! {
     let _ = rustix::io::fcntl_setfd(&stream, rustix::io::FdFlags::CLOEXEC);
     let error = match run(&mut stream) {
         Ok(never) => match never {},
+        Err(InitError::RuntimeGone) => testudo_linux::process::exit_immediately(1),
         Err(error) => error,
     };
     let message = chain(&error);
@@ -117,6 +121,7 @@ enum Never {}
 fn run(stream: &mut UnixStream) -> Result<Never, InitError> {
     let plan = match sync::receive(stream).map_err(InitError::Sync)? {
         Some(SyncMessage::Plan(plan)) => plan,
+        None => return Err(InitError::RuntimeGone),
         _ => return Err(InitError::Protocol("expected the plan")),
     };
     join_namespaces(&plan)?;
@@ -136,6 +141,7 @@ fn run(stream: &mut UnixStream) -> Result<Never, InitError> {
         sync::send(stream, &SyncMessage::RunRuntimeHooks).map_err(InitError::Sync)?;
         match sync::receive(stream).map_err(InitError::Sync)? {
             Some(SyncMessage::RuntimeHooksDone) => {}
+            None => return Err(InitError::RuntimeGone),
             _ => return Err(InitError::Protocol("expected the end of the runtime hooks")),
         }
     }
