@@ -76,6 +76,9 @@ pub enum CreateError {
     /// The init exited without saying why.
     #[error("container init exited before it was ready")]
     InitExited,
+    /// The init ended without reporting, with this wait status.
+    #[error("container init {0} before it was ready")]
+    InitDied(String),
     /// A combination this runtime does not support.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -98,27 +101,27 @@ pub struct Created {
     pub warnings: Vec<String>,
 }
 
-/// Undoes a partial `create` unless disarmed.
+/// What a `create` has made so far; undone on drop unless disarmed.
 struct Rollback {
-    dir: Option<ContainerDir>,
-    cgroup: Option<ContainerCgroup>,
+    dir: ContainerDir,
+    cgroup: ContainerCgroup,
     pid: Option<i32>,
+    armed: bool,
 }
 
 impl Drop for Rollback {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         if let Some(pid) = self.pid.take() {
             if let Some(pid) = rustix::process::Pid::from_raw(pid) {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
             }
         }
-        if let Some(cgroup) = self.cgroup.take() {
-            let _ = cgroup.destroy();
-        }
-        if let Some(dir) = self.dir.take() {
-            let _ = dir.remove();
-        }
+        let _ = self.cgroup.destroy();
+        let _ = self.dir.remove();
     }
 }
 
@@ -267,11 +270,6 @@ pub fn create(
     }
 
     let dir = root.create(id)?;
-    let mut rollback = Rollback {
-        dir: None,
-        cgroup: None,
-        pid: None,
-    };
     let me = i32::try_from(std::process::id()).unwrap_or(0);
     let annotations = annotations(spec);
     let mut record = ContainerRecord {
@@ -304,17 +302,20 @@ pub fn create(
         let _ = dir.remove();
         return Err(e.into());
     }
-    rollback.dir = Some(dir);
     let created = cgroup.create();
     // Recorded even after a partial failure, so the rollback (or a later delete) removes what exists.
     record.cgroup = cgroup.record();
-    rollback.cgroup = Some(cgroup);
+    let mut rollback = Rollback {
+        dir,
+        cgroup,
+        pid: None,
+        armed: true,
+    };
     created?;
-    let cgroup = rollback.cgroup.as_ref().ok_or(CreateError::InitExited)?;
+    let (dir, cgroup) = (&rollback.dir, &rollback.cgroup);
     if let Some(resources) = plan::effective_resources(spec) {
         cgroup.apply(&resources)?;
     }
-    let dir = rollback.dir.as_ref().ok_or(CreateError::InitExited)?;
 
     let listen_fds: u32 = std::env::var("LISTEN_FDS")
         .ok()
@@ -467,8 +468,13 @@ pub fn create(
     sync::send(&mut stream, &SyncMessage::Plan(Box::new(init_plan)))
         .map_err(io_step("send the plan to the init"))?;
     loop {
-        match sync::receive(&mut stream).map_err(io_step("read from the init"))? {
-            Some(SyncMessage::RunRuntimeHooks) => {
+        let message = match sync::receive(&mut stream) {
+            Ok(Some(message)) => message,
+            // The init died: say how, which is the only clue (an OOM kill, a signal).
+            Ok(None) | Err(_) => return Err(init_death(spawned.pid)),
+        };
+        match message {
+            SyncMessage::RunRuntimeHooks => {
                 let state = state_json.replacen("\"status\":\"\"", "\"status\":\"creating\"", 1);
                 for (stage, list) in &runtime_hooks {
                     hooks::run_all(stage, list, &state)?;
@@ -476,10 +482,9 @@ pub fn create(
                 sync::send(&mut stream, &SyncMessage::RuntimeHooksDone)
                     .map_err(io_step("resume the init"))?;
             }
-            Some(SyncMessage::Ready) => break,
-            Some(SyncMessage::Failed(message)) => return Err(CreateError::Init(message)),
-            Some(_) => return Err(CreateError::Init("unexpected message from the init".into())),
-            None => return Err(CreateError::InitExited),
+            SyncMessage::Ready => break,
+            SyncMessage::Failed(message) => return Err(CreateError::Init(message)),
+            _ => return Err(CreateError::Init("unexpected message from the init".into())),
         }
     }
     record.phase = Phase::Created;
@@ -487,13 +492,37 @@ pub fn create(
     if let Some(pid_file) = &opts.pid_file {
         write_pid_file(pid_file, spawned.pid)?;
     }
-    rollback.pid = None;
-    rollback.cgroup = None;
-    rollback.dir = None;
+    rollback.armed = false;
     Ok(Created {
         pid: spawned.pid,
         warnings: adjustments.iter().map(ToString::to_string).collect(),
     })
+}
+
+/// Reaps the init (our child) and describes how it ended.
+fn init_death(pid: i32) -> CreateError {
+    use rustix::process::{waitpid, Pid, WaitOptions};
+    let Some(pid) = Pid::from_raw(pid) else {
+        return CreateError::InitExited;
+    };
+    match waitpid(Some(pid), WaitOptions::empty()) {
+        Ok(Some((_, status))) => {
+            if let Some(signal) = status.terminating_signal() {
+                let hint = if signal == libc::SIGKILL {
+                    " (out of memory?)"
+                } else {
+                    ""
+                };
+                CreateError::InitDied(format!("was killed by signal {signal}{hint}"))
+            } else {
+                CreateError::InitDied(format!(
+                    "exited with status {}",
+                    status.exit_status().unwrap_or(-1)
+                ))
+            }
+        }
+        _ => CreateError::InitExited,
+    }
 }
 
 fn id_map_text(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> String {

@@ -267,7 +267,7 @@ impl ContainerDir {
     }
 
     /// Removes the state directory and everything in it.
-    pub fn remove(self) -> Result<(), StateError> {
+    pub fn remove(&self) -> Result<(), StateError> {
         match fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
