@@ -10,6 +10,7 @@ use testudo_runtime::{
 
 use crate::cli::{Cli, Command, CreateArgs, ExecArgs};
 use crate::log::Log;
+use crate::terminal::{OwnConsole, Proxy};
 
 type Outcome = Result<ExitCode, String>;
 
@@ -148,16 +149,17 @@ const FORWARDED: &[i32] = &[
     libc::SIGTSTP,
 ];
 
-/// Waits for `pid` (a child of ours), forwarding signals to it; returns its exit code as a shell
-/// reports it (128 + signal for a killed process).
-fn wait_forwarding(pid: i32) -> Result<u8, String> {
+/// Waits for `pid` (a child of ours), forwarding signals to it (window size changes go to its
+/// terminal when we proxy one); returns its exit code as a shell reports it (128 + signal for a
+/// killed process).
+fn wait_forwarding(pid: i32, terminal: Option<&Proxy>) -> Result<u8, String> {
     let mut watched = FORWARDED.to_vec();
     watched.push(libc::SIGCHLD);
     let target = rustix::process::Pid::from_raw(pid).ok_or("invalid pid")?;
     loop {
         // Reap first: the child may have exited before the signals were blocked.
         loop {
-            match rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG) {
+            match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
                 Ok(Some((p, status))) if p == target => {
                     if let Some(code) = status.exit_status() {
                         return Ok(u8::try_from(code & 0xff).unwrap_or(1));
@@ -176,9 +178,11 @@ fn wait_forwarding(pid: i32) -> Result<u8, String> {
         }
         let (sig, _) = testudo_linux::signal::wait_for_signal(&watched)
             .map_err(|e| format!("wait for signals: {e}"))?;
-        if sig != libc::SIGCHLD {
-            if let Some(s) = rustix::process::Signal::from_named_raw(sig) {
-                let _ = rustix::process::kill_process(target, s);
+        match (sig, terminal) {
+            (libc::SIGCHLD, _) => {}
+            (libc::SIGWINCH, Some(proxy)) => proxy.resize(),
+            _ => {
+                let _ = testudo_linux::process::kill(pid, sig);
             }
         }
     }
@@ -206,8 +210,18 @@ fn run(
             let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
         }
     }
-    let created = create(root, &id, &create_options(args)).map_err(|e| chain(&e))?;
+    let mut options = create_options(args);
+    let console =
+        own_console(!detach && options.console_socket.is_none() && wants_terminal(&args.bundle))?;
+    if let Some(c) = &console {
+        options.console_socket = Some(c.path());
+    }
+    let created = create(root, &id, &options).map_err(|e| chain(&e))?;
     warn_all(log, &created.warnings);
+    let proxy = console
+        .map(|c| c.receive_master().and_then(Proxy::start))
+        .transpose()
+        .map_err(|e| format!("terminal: {e}"))?;
     let started = Container::load(root, id.as_str(), true).and_then(|c| c.start());
     let warnings = match started {
         Ok(w) => w,
@@ -222,12 +236,32 @@ fn run(
     if detach {
         return Ok(ExitCode::SUCCESS);
     }
-    let code = wait_forwarding(created.pid)?;
+    let code = wait_forwarding(created.pid, proxy.as_ref())?;
+    if let Some(p) = proxy {
+        p.finish();
+    }
     if !keep {
         let c = Container::load(root, id.as_str(), true).map_err(|e| chain(&e))?;
         c.delete(true).map_err(|e| chain(&e))?;
     }
     Ok(ExitCode::from(code))
+}
+
+/// Whether the bundle's process asks for a terminal (read cheaply; `create` validates the rest).
+fn wants_terminal(bundle: &std::path::Path) -> bool {
+    let path = bundle.join("config.json");
+    testudo_runtime::spec::read_limited(&path)
+        .ok()
+        .and_then(|raw| testudo_runtime::spec::parse_spec(&path, &raw).ok())
+        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false)
+}
+
+fn own_console(wanted: bool) -> Result<Option<OwnConsole>, String> {
+    wanted
+        .then(OwnConsole::new)
+        .transpose()
+        .map_err(|e| format!("console socket: {e}"))
 }
 
 fn parse_user(text: &str) -> Result<(u32, Option<u32>), String> {
@@ -240,7 +274,7 @@ fn parse_user(text: &str) -> Result<(u32, Option<u32>), String> {
 }
 
 fn exec_command(root: &StateRoot, args: &ExecArgs, log: &mut Log) -> Outcome {
-    let opts = ExecOptions {
+    let mut opts = ExecOptions {
         process_file: args.process.clone(),
         args: args.command.clone(),
         env: args.env.clone(),
@@ -257,12 +291,31 @@ fn exec_command(root: &StateRoot, args: &ExecArgs, log: &mut Log) -> Outcome {
     if !args.detach {
         block_forwarded()?;
     }
+    let process_tty = args.process.as_ref().is_some_and(|p| {
+        std::fs::read(p)
+            .ok()
+            .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+            .is_some_and(|v| v["terminal"] == true)
+    });
+    let console =
+        own_console(!args.detach && opts.console_socket.is_none() && (args.tty || process_tty))?;
+    if let Some(c) = &console {
+        opts.console_socket = Some(c.path());
+    }
     let executed = exec(root, &args.id, &opts).map_err(|e| chain(&e))?;
     warn_all(log, &executed.warnings);
     if args.detach {
         return Ok(ExitCode::SUCCESS);
     }
-    Ok(ExitCode::from(wait_forwarding(executed.pid)?))
+    let proxy = console
+        .map(|c| c.receive_master().and_then(Proxy::start))
+        .transpose()
+        .map_err(|e| format!("terminal: {e}"))?;
+    let code = wait_forwarding(executed.pid, proxy.as_ref())?;
+    if let Some(p) = proxy {
+        p.finish();
+    }
+    Ok(ExitCode::from(code))
 }
 
 fn ps(root: &StateRoot, id: &str, format: &str, ps_args: &[String]) -> Outcome {

@@ -1,5 +1,8 @@
 //! Bad input gets one clear line, a non-zero exit, and leaves nothing behind.
 
+// Integration tests panic on the first unexpected result; that is their job.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

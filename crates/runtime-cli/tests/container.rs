@@ -1,6 +1,9 @@
 //! What a container gets, observed from inside it: process attributes, namespaces, root filesystem,
 //! devices, cgroups, seccomp, hooks, terminal and inherited descriptors.
 
+// Integration tests panic on the first unexpected result; that is their job.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;
@@ -218,15 +221,15 @@ fn a_time_namespace_shifts_the_clocks_by_its_offsets() {
     })
     .write();
     let inside: u64 = run_ok(&rt, &bundle).trim().parse().unwrap();
-    let host: f64 = std::fs::read_to_string("/proc/uptime")
+    let host: u64 = std::fs::read_to_string("/proc/uptime")
         .unwrap()
-        .split_whitespace()
+        .split('.')
         .next()
         .unwrap()
         .parse()
         .unwrap();
     assert!(
-        inside >= 1_000_000 + host as u64 - 5 && inside <= 1_000_000 + host as u64 + 5,
+        inside >= 1_000_000 + host - 5 && inside <= 1_000_000 + host + 5,
         "{inside} vs {host}"
     );
 }
@@ -614,4 +617,55 @@ fn only_stdio_and_preserved_descriptors_reach_the_container() {
     assert_eq!(lines[0].trim(), "0 1 2 3 4", "{out}");
     assert_eq!(lines[1], "passed-through");
     assert_eq!(lines[2].trim(), "", "no LISTEN_FDS without the variable");
+}
+
+#[test]
+fn a_terminal_goes_to_the_console_socket_and_foreground_run_proxies_its_own() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    let bundle = edit(
+        sh("test -t 0 && test -t 1 && echo on-a-tty; tty; stty size"),
+        |s| {
+            s["process"]["terminal"] = true.into();
+            s["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+        },
+    )
+    .write();
+    // Foreground run without --console-socket: the runtime proxies the terminal itself.
+    let out = run_ok(&rt, &bundle);
+    assert_eq!(out.replace('\r', ""), "on-a-tty\n/dev/pts/0\n33 111\n");
+
+    // With --console-socket the master goes to whoever listens there.
+    let bundle = edit(sh("echo via-socket; tty"), |s| {
+        s["process"]["terminal"] = true.into()
+    })
+    .write();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    rt.run_ok([
+        "create",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        bundle.id(),
+    ]);
+    let (stream, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let (_, master) = testudo_linux::fd::recv_fd(&stream, &mut buf).unwrap();
+    let mut master = std::fs::File::from(master.expect("a descriptor"));
+    rt.run_ok(["start", bundle.id()]);
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 256];
+    while let Ok(n @ 1..) = std::io::Read::read(&mut master, &mut chunk) {
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&seen).replace('\r', ""),
+        "via-socket\n/dev/pts/0\n"
+    );
+    rt.run_ok(["delete", "--force", bundle.id()]);
 }

@@ -1,5 +1,8 @@
 //! The lifecycle verbs and their runc-compatible messages, observed on real containers.
 
+// Integration tests panic on the first unexpected result; that is their job.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -444,13 +444,13 @@ pub fn remove_orphan_state(root: &StateRoot, id: &str) -> Result<bool, ControlEr
 /// Overlays the limits set in `update` onto `base`.
 fn merge_resources(base: &mut LinuxResources, update: &LinuxResources) {
     if update.memory().is_some() {
-        base.set_memory(update.memory().clone());
+        base.set_memory(*update.memory());
     }
     if update.cpu().is_some() {
         base.set_cpu(update.cpu().clone());
     }
     if update.pids().is_some() {
-        base.set_pids(update.pids().clone());
+        base.set_pids(*update.pids());
     }
     if update.block_io().is_some() {
         base.set_block_io(update.block_io().clone());

@@ -528,6 +528,47 @@ pub fn plan_rootfs(
     }
 }
 
+/// The spec's resources with the device-cgroup rules every container needs appended, as runc does:
+/// the default devices, the terminal devices, and each device the spec creates (the spec's own
+/// rules come first, so a later allow wins over an earlier deny-all).
+pub fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let linux = spec.linux().as_ref()?;
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some("rwm".to_string()));
+        r
+    };
+    let mut devices = resources.devices().clone().unwrap_or_default();
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        devices.push(rule(LinuxDeviceType::C, Some(major), Some(minor)));
+    }
+    devices.push(rule(LinuxDeviceType::C, Some(136), None));
+    for d in linux.devices().iter().flatten() {
+        let typ = match d.typ() {
+            LinuxDeviceType::U => LinuxDeviceType::C,
+            other => other,
+        };
+        devices.push(rule(typ, Some(d.major()), Some(d.minor())));
+    }
+    resources.set_devices(Some(devices));
+    Some(resources)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,45 +651,4 @@ mod tests {
         assert!(allowed.contains(&(Some(136), None)), "pts");
         assert_eq!(allowed.last(), Some(&(Some(10), Some(229))));
     }
-}
-
-/// The spec's resources with the device-cgroup rules every container needs appended, as runc does:
-/// the default devices, the terminal devices, and each device the spec creates (the spec's own
-/// rules come first, so a later allow wins over an earlier deny-all).
-pub fn effective_resources(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources> {
-    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
-    let linux = spec.linux().as_ref()?;
-    let mut resources = linux.resources().clone().unwrap_or_default();
-    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>| {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(true);
-        r.set_typ(Some(typ));
-        r.set_major(major);
-        r.set_minor(minor);
-        r.set_access(Some("rwm".to_string()));
-        r
-    };
-    let mut devices = resources.devices().clone().unwrap_or_default();
-    for (major, minor) in [
-        (1, 3),
-        (1, 5),
-        (1, 7),
-        (1, 8),
-        (1, 9),
-        (5, 0),
-        (5, 1),
-        (5, 2),
-    ] {
-        devices.push(rule(LinuxDeviceType::C, Some(major), Some(minor)));
-    }
-    devices.push(rule(LinuxDeviceType::C, Some(136), None));
-    for d in linux.devices().iter().flatten() {
-        let typ = match d.typ() {
-            LinuxDeviceType::U => LinuxDeviceType::C,
-            other => other,
-        };
-        devices.push(rule(typ, Some(d.major()), Some(d.minor())));
-    }
-    resources.set_devices(Some(devices));
-    Some(resources)
 }

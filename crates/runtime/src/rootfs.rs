@@ -284,7 +284,7 @@ fn remount(target: &Path, flags: u64) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             let st = rustix::fs::statvfs(target)?;
             let locked = st.f_flag.bits()
-                & u64::from(libc::ST_RDONLY | libc::ST_NOSUID | libc::ST_NODEV | libc::ST_NOEXEC);
+                & (libc::ST_RDONLY | libc::ST_NOSUID | libc::ST_NODEV | libc::ST_NOEXEC);
             mount(None, target, None, flags | locked, None)
         }
         other => other,

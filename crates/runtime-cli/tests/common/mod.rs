@@ -5,22 +5,22 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-pub use testudo_test_support::{require_root, Bundle, LeakCheck, Runtime};
+pub(crate) use testudo_test_support::{require_root, Bundle, LeakCheck, Runtime};
 
 /// The binary under test: `TESTUDO_BIN` (the release build, set by scripts/test.sh) or this package's.
-pub fn testudo() -> PathBuf {
+pub(crate) fn testudo() -> PathBuf {
     std::env::var_os("TESTUDO_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_testudo")))
 }
 
 /// A bundle running `sh -c script`.
-pub fn sh(script: &str) -> Bundle {
+pub(crate) fn sh(script: &str) -> Bundle {
     Bundle::new().args(&["/bin/sh", "-c", script])
 }
 
 /// Edits the spec as JSON, which is shorter than the builders for deep changes.
-pub fn edit(bundle: Bundle, change: impl FnOnce(&mut serde_json::Value)) -> Bundle {
+pub(crate) fn edit(bundle: Bundle, change: impl FnOnce(&mut serde_json::Value)) -> Bundle {
     bundle.with_spec(|spec| {
         let mut value = serde_json::to_value(&*spec).expect("spec to json");
         change(&mut value);
@@ -28,17 +28,17 @@ pub fn edit(bundle: Bundle, change: impl FnOnce(&mut serde_json::Value)) -> Bund
     })
 }
 
-pub fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-pub fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// `testudo run` of a written bundle in the foreground; returns its output (any exit status), and
 /// checks that nothing of the container is left behind.
-pub fn run(rt: &Runtime, bundle: &Bundle) -> Output {
+pub(crate) fn run(rt: &Runtime, bundle: &Bundle) -> Output {
     let leaks = LeakCheck::snapshot().bundle(bundle).state_root(rt.root());
     let output = rt
         .cmd([
@@ -54,7 +54,7 @@ pub fn run(rt: &Runtime, bundle: &Bundle) -> Output {
 }
 
 /// Runs the bundle and returns stdout, panicking with stderr on failure.
-pub fn run_ok(rt: &Runtime, bundle: &Bundle) -> String {
+pub(crate) fn run_ok(rt: &Runtime, bundle: &Bundle) -> String {
     let output = run(rt, bundle);
     assert!(
         output.status.success(),
@@ -67,7 +67,7 @@ pub fn run_ok(rt: &Runtime, bundle: &Bundle) -> String {
 }
 
 /// `create` of a written bundle.
-pub fn create(rt: &Runtime, bundle: &Bundle) {
+pub(crate) fn create(rt: &Runtime, bundle: &Bundle) {
     rt.run_ok([
         "create",
         "--bundle",
