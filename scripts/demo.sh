@@ -16,9 +16,8 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 
 if [[ -z "${RUNTIME:-}" ]]; then
-    echo "==> building the runtime: cargo build --release -p testudo-runtime-cli"
-    (cd "$REPO" && cargo build --release -q -p testudo-runtime-cli)
-    RUNTIME="${CARGO_TARGET_DIR:-$REPO/target}/release/testudo"
+    echo "==> building the runtime: scripts/build.sh"
+    RUNTIME="$(bash "$REPO/scripts/build.sh")"
 fi
 if ! command -v "$RUNTIME" >/dev/null; then
     echo "demo.sh: runtime '$RUNTIME' not found" >&2

@@ -38,8 +38,8 @@ cargo clippy --workspace --all-targets -q -- -D warnings || fail "clippy reporte
 banner "cargo run -p xtask -- check-layers"
 cargo run -q -p xtask -- check-layers || fail "layering check"
 
-banner "cargo build --release -p testudo-runtime-cli"
-cargo build --release -q -p testudo-runtime-cli || fail "release build of the runtime"
+banner "scripts/build.sh (static release build of testudo)"
+bash scripts/build.sh >/dev/null || fail "release build of the runtime"
 
 banner "cargo test --workspace (TESTUDO_REQUIRE_ROOT=$TESTUDO_REQUIRE_ROOT, log: $LOG)"
 mkdir -p "$TARGET_DIR"

@@ -12,6 +12,7 @@ pub mod bpf;
 pub mod caps;
 pub mod exe;
 pub mod fd;
+pub mod memory;
 pub mod mount;
 pub mod process;
 pub mod seccomp;

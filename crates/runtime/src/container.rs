@@ -239,13 +239,15 @@ impl Container {
                 ))
             }
         }
+        // Before the fifo is opened: that lets the init go on, and a short-lived process can be
+        // gone (and reaped) before a later `pidfd_open`.
+        let pidfd = self.pidfd()?;
         let fifo_path = self.dir.fifo_path();
         let mut fifo = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&fifo_path)
             .map_err(io_step("open the exec fifo"))?;
-        let pidfd = self.pidfd()?;
         loop {
             let mut fds = [
                 PollFd::new(&fifo, PollFlags::IN),

@@ -330,14 +330,15 @@ fn find_program(process: &ProcessPlan) -> Result<PathBuf, InitError> {
         .ok_or(InitError::NotFound(name))
 }
 
-/// Blocks until `start` opens the exec fifo, then tells it we are going ahead.
+/// Blocks until `start` opens the exec fifo, then tells it we are going ahead. Waiting may last, so
+/// the pages this init touched are given back meanwhile.
 fn wait_for_start(fifo: i32) -> Result<(), InitError> {
-    let path = format!("/proc/self/fd/{fifo}");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(step("open the exec fifo"))?;
+    let path = CString::new(format!("/proc/self/fd/{fifo}"))
+        .map_err(|_| InitError::Protocol("fifo path"))?;
+    let fd =
+        testudo_linux::memory::open_after_releasing_pages(&path, libc::O_WRONLY | libc::O_CLOEXEC)
+            .map_err(step("open the exec fifo"))?;
+    let mut file = File::from(fd);
     file.write_all(b"0").map_err(step("write the exec fifo"))?;
     Ok(())
 }

@@ -11,6 +11,7 @@
 mod caps;
 mod cgroup;
 pub mod container;
+mod copy_up;
 pub mod create;
 pub mod exec;
 pub mod hooks;

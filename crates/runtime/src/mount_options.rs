@@ -19,6 +19,9 @@ pub struct MountFlags {
     pub recursive_clear: u64,
     /// Filesystem-specific options, comma-separated.
     pub data: String,
+    /// `tmpcopyup` (runc's extension): a tmpfs starts with a copy of what the image has at its
+    /// destination.
+    pub copy_up: bool,
 }
 
 const MS_RDONLY: u64 = libc::MS_RDONLY;
@@ -145,6 +148,8 @@ pub fn parse<S: AsRef<str>>(options: &[S]) -> MountFlags {
             } else {
                 out.recursive_clear |= attr;
             }
+        } else if option == "tmpcopyup" {
+            out.copy_up = true;
         } else if !option.is_empty() {
             data.push(option);
         }
@@ -170,6 +175,14 @@ mod tests {
         let m = parse(&["ro", "rw", "nodev", "dev"]);
         assert_eq!(m.flags, 0);
         assert_eq!(m.cleared, MS_RDONLY | MS_NODEV);
+    }
+
+    #[test]
+    fn tmpcopyup_is_not_passed_to_the_filesystem() {
+        let m = parse(&["rw", "nosuid", "tmpcopyup", "mode=1777"]);
+        assert!(m.copy_up);
+        assert_eq!(m.data, "mode=1777");
+        assert!(!parse(&["nosuid"]).copy_up);
     }
 
     #[test]

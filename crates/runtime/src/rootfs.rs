@@ -221,11 +221,25 @@ fn apply_mount(root: BorrowedFd<'_>, m: &MountPlan, cgroupns: bool) -> Result<()
             }
         }
         MountKind::Filesystem => {
+            // What the image has there: a tmpfs takes its mode (unless the options give one) and,
+            // with `tmpcopyup`, a copy of its contents, as with runc.
+            let shadowed = if m.fstype == "tmpfs" {
+                open_in_root(root, dest, OFlags::RDONLY | OFlags::DIRECTORY).ok()
+            } else {
+                None
+            };
+            let data = match &shadowed {
+                Some(dir) => {
+                    let st = rustix::fs::fstat(dir).map_err(|e| err("stat", dest)(e.into()))?;
+                    tmpfs_data(st.st_mode, &opts.data)
+                }
+                None => opts.data.clone(),
+            };
             let target =
                 make_in_root(root, dest, false).map_err(err("create mount point", dest))?;
             let target = fd_path(target.as_fd());
             let source = (!m.source.is_empty()).then(|| Path::new(&m.source));
-            let result = mount(source, &target, Some(&m.fstype), flags, Some(&opts.data));
+            let result = mount(source, &target, Some(&m.fstype), flags, Some(&data));
             match result {
                 Ok(()) => {}
                 // Without its own network (or ipc) namespace the kernel refuses a new sysfs (or
@@ -254,6 +268,12 @@ fn apply_mount(root: BorrowedFd<'_>, m: &MountPlan, cgroupns: bool) -> Result<()
                 }
                 Err(e) => return Err(err("mount", dest)(e)),
             }
+            if let Some(shadowed) = shadowed.filter(|_| opts.copy_up) {
+                let fresh = open_in_root(root, dest, OFlags::RDONLY | OFlags::DIRECTORY)
+                    .map_err(err("reopen mount", dest))?;
+                crate::copy_up::copy_dir_contents(shadowed.as_fd(), fresh.as_fd())
+                    .map_err(err("copy the image's files into", dest))?;
+            }
         }
         MountKind::Cgroup(sources) => mount_cgroups(root, dest, flags, sources, cgroupns)?,
     }
@@ -274,6 +294,17 @@ fn apply_mount(root: BorrowedFd<'_>, m: &MountPlan, cgroupns: bool) -> Result<()
         }
     }
     Ok(())
+}
+
+/// A tmpfs's data with the mode of the directory it hides first, so that a `mode=` of the
+/// spec's options, coming later, wins.
+fn tmpfs_data(hidden_mode: u32, data: &str) -> String {
+    let mode = format!("mode={:04o}", hidden_mode & 0o7777);
+    if data.is_empty() {
+        mode
+    } else {
+        format!("{mode},{data}")
+    }
 }
 
 /// Remounts a bind mount with `flags`, keeping the flags the kernel locked (in a user namespace the
@@ -536,4 +567,18 @@ pub(crate) fn bind_console(pts: &Path) -> Result<(), RootfsError> {
         std::fs::File::create(console).map_err(err("create", console))?;
     }
     mount(Some(pts), console, None, libc::MS_BIND, None).map_err(err("bind console", console))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tmpfs_takes_the_hidden_mode_unless_its_options_give_one() {
+        assert_eq!(tmpfs_data(0o41777, ""), "mode=1777");
+        assert_eq!(
+            tmpfs_data(0o40755, "size=64k,mode=700"),
+            "mode=0755,size=64k,mode=700"
+        );
+    }
 }
