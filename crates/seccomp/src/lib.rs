@@ -48,7 +48,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag};
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompFilterFlag};
 
 use crate::arch::Abi;
 
@@ -142,16 +142,6 @@ pub enum SeccompError {
         syscall: String,
         /// The argument index.
         index: usize,
-    },
-    /// Two rules without conditions give one syscall different actions.
-    #[error("syscall {syscall:?} has conflicting unconditional actions {first} and {second}")]
-    ConflictingActions {
-        /// The syscall.
-        syscall: String,
-        /// The action of the earlier rule.
-        first: LinuxSeccompAction,
-        /// The action of the later rule.
-        second: LinuxSeccompAction,
     },
     /// An `errnoRet` or `defaultErrnoRet` does not fit the 16 data bits of a seccomp return.
     #[error("errno {value} of {subject} is larger than 65535")]

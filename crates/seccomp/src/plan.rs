@@ -67,7 +67,7 @@ pub(crate) struct Condition {
 /// The rules collected for one syscall number before the fallback is settled.
 #[derive(Default)]
 struct Collected {
-    unconditional: Option<(LinuxSeccompAction, u32)>,
+    unconditional: Option<u32>,
     conditional: Vec<Rule>,
 }
 
@@ -174,17 +174,9 @@ fn collect_rule(
                 });
                 continue;
             }
-            match entry.unconditional {
-                None => entry.unconditional = Some((rule.action(), ret)),
-                Some((_, known)) if known == ret => {}
-                Some((first, _)) => {
-                    return Err(SeccompError::ConflictingActions {
-                        syscall: name.clone(),
-                        first,
-                        second: rule.action(),
-                    })
-                }
-            }
+            // As libseccomp: the first rule that matches every call of a syscall stays; later ones
+            // for the same syscall are ignored (podman's default profile relies on this).
+            entry.unconditional.get_or_insert(ret);
         }
     }
     Ok(())
@@ -212,8 +204,14 @@ fn settle(collected: BTreeMap<u32, Collected>, default: u32) -> BTreeMap<u32, Sy
     collected
         .into_iter()
         .filter_map(|(nr, entry)| {
-            let fallback = entry.unconditional.map_or(default, |(_, ret)| ret);
-            let mut conditional = entry.conditional;
+            let fallback = entry.unconditional.unwrap_or(default);
+            // As libseccomp: a rule matching every call makes the syscall's conditional rules moot,
+            // whether they came before or after it.
+            let mut conditional = if entry.unconditional.is_some() {
+                Vec::new()
+            } else {
+                entry.conditional
+            };
             // Rules are tried in order, so only trailing rules that return the fallback anyway
             // are redundant; an earlier one can still shadow a later rule.
             while conditional.last().is_some_and(|rule| rule.ret == fallback) {
