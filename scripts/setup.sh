@@ -14,7 +14,7 @@ PACKAGES=(
     # /usr/bin/time -v and -f %M measure peak RSS in the benchmarks
     time
     # scripts and tests: JSON editing, ip, ps/pgrep, unshare/nsenter, tarballs
-    jq iproute2 procps util-linux tar python3
+    jq iproute2 procps util-linux bsdutils tar python3
     # linking Rust binaries, and crates that probe the system with pkg-config
     gcc libc6-dev pkg-config
     # newuidmap/newgidmap for user-namespace tests
@@ -63,7 +63,7 @@ if ((${#missing[@]} > 0)); then
     step "apt-get update"
     apt-get update -qq >>"$LOG" 2>&1
     step "apt-get install ${missing[*]}"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$LOG" 2>&1
+    apt-get install -y -qq "${missing[@]}" >>"$LOG" 2>&1
     echo "setup.sh: installed ${missing[*]}"
 else
     echo "setup.sh: all ${#PACKAGES[@]} system packages present"
