@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the release `testudo` binary as a static PIE (no dynamic loader work at each of the several
+# Builds the `testudo` binary (profile `runtime`: release, optimised for size) as a static PIE (no dynamic loader work at each of the several
 # executions a container lifecycle costs) and installs it as target/release/testudo, the path the
 # tests, the demo and the benchmarks use.
 #
@@ -14,8 +14,8 @@ command -v cargo >/dev/null || PATH="${HOME:-/root}/.cargo/bin:$PATH"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 HOST="$(rustc -vV | sed -n 's/^host: //p')"
 RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release -q --target "$HOST" -p testudo-runtime-cli
+    cargo build --profile runtime -q --target "$HOST" -p testudo-runtime-cli
 mkdir -p "$TARGET_DIR/release"
-install -m 0755 "$TARGET_DIR/$HOST/release/testudo" "$TARGET_DIR/release/testudo.new"
+install -m 0755 "$TARGET_DIR/$HOST/runtime/testudo" "$TARGET_DIR/release/testudo.new"
 mv -f "$TARGET_DIR/release/testudo.new" "$TARGET_DIR/release/testudo"
 echo "$TARGET_DIR/release/testudo"

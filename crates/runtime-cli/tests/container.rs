@@ -61,6 +61,22 @@ fn rlimits_no_new_privileges_and_oom_score_adj_are_applied() {
 }
 
 #[test]
+fn a_spec_without_rlimits_gets_a_nofile_soft_limit_of_1024() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    let bundle = edit(sh("ulimit -n; ulimit -Hn"), |s| {
+        s["process"].as_object_mut().unwrap().remove("rlimits");
+    })
+    .write();
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .map_or("unlimited".to_string(), |h| h.to_string());
+    assert_eq!(run_ok(&rt, &bundle), format!("1024\n{hard}\n"));
+}
+
+#[test]
 fn limits_above_what_root_may_raise_are_clamped_with_a_warning() {
     if !require_root() {
         return;
@@ -286,6 +302,27 @@ fn bind_tmpfs_and_propagation_mounts_honour_their_options() {
         "{out}"
     );
     assert!(lines[4].contains("ro,nosuid"), "{out}");
+}
+
+#[test]
+fn no_pivot_makes_the_rootfs_the_root_with_chroot() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    let bundle = sh("ls /bin/busybox; hostname").write();
+    let output = rt
+        .cmd([
+            "run",
+            "--no-pivot",
+            "--bundle",
+            bundle.path().to_str().unwrap(),
+            bundle.id(),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "/bin/busybox\nrunc\n");
 }
 
 #[test]

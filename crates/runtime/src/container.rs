@@ -278,14 +278,11 @@ impl Container {
             }
         }
         std::fs::remove_file(&fifo_path).map_err(io_step("remove the exec fifo"))?;
-        let spec = self.spec()?;
-        let poststart =
-            hooks::from_spec(spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()));
-        let warnings =
-            match hooks::run_all("poststart", &poststart, &self.hook_state(Status::Running)) {
-                Ok(()) => Vec::new(),
-                Err(e) => vec![crate::init::chain(&e)],
-            };
+        let state = self.hook_state(Status::Running);
+        let warnings = match hooks::run_all("poststart", &self.record.poststart, &state) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![crate::init::chain(&e)],
+        };
         Ok(warnings)
     }
 
@@ -382,15 +379,10 @@ impl Container {
         if status != Status::Stopped {
             self.kill_everything()?;
         }
-        let spec = self.spec().ok();
         self.cgroup.destroy()?;
-        let poststop = hooks::from_spec(
-            spec.as_ref()
-                .and_then(|s| s.hooks().as_ref())
-                .and_then(|h| h.poststop().as_ref()),
-        );
         // Poststop failures are warnings: the container is gone either way (runtime spec).
-        let hook_result = hooks::run_all("poststop", &poststop, &self.hook_state(Status::Stopped));
+        let state = self.hook_state(Status::Stopped);
+        let hook_result = hooks::run_all("poststop", &self.record.poststop, &state);
         self.dir.remove()?;
         hook_result.map_err(Into::into)
     }

@@ -285,6 +285,8 @@ pub fn create(
         created: crate::timefmt::rfc3339_nanos(SystemTime::now()),
         cgroup: serde_json::Value::Null,
         annotations: annotations.clone(),
+        poststart: hooks::from_spec(spec.hooks().as_ref().and_then(|h| h.poststart().as_ref())),
+        poststop: hooks::from_spec(spec.hooks().as_ref().and_then(|h| h.poststop().as_ref())),
     };
     let cgroup = ContainerCgroup::for_new(linux.cgroups_path().as_deref(), id.as_str());
     let mut cgroup = match cgroup {

@@ -351,6 +351,9 @@ pub fn rlimit_number(t: PosixRlimitType) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// The soft `RLIMIT_NOFILE` of a process whose spec sets none.
+pub const DEFAULT_NOFILE: u64 = 1024;
+
 /// Plans the process part, shared by `create` and `exec`; returns the warnings for what was clamped.
 pub fn plan_process(process: &Process, facts: &HostFacts) -> (ProcessPlan, Vec<Adjustment>) {
     let mut adjustments = Vec::new();
@@ -382,6 +385,22 @@ pub fn plan_process(process: &Process, facts: &HostFacts) -> (ProcessPlan, Vec<A
             resource,
             soft,
             hard,
+        });
+    }
+    let nofile = i32::try_from(libc::RLIMIT_NOFILE).unwrap_or(7);
+    if !rlimits.iter().any(|r| r.resource == nofile) {
+        // A spec without RLIMIT_NOFILE would hand the runtime's own (often huge) limit to the
+        // container; programs that loop over every descriptor then crawl. Give the classic 1024
+        // soft limit and keep the hard one the runtime has, as containerd and podman do.
+        let current_hard = facts
+            .rlimits
+            .iter()
+            .find(|(r, _, _)| *r == nofile)
+            .map_or(DEFAULT_NOFILE, |&(_, _, hard)| hard);
+        rlimits.push(RlimitPlan {
+            resource: nofile,
+            soft: DEFAULT_NOFILE.min(current_hard),
+            hard: current_hard,
         });
     }
     let mut oom_score_adj = process.oom_score_adj();
@@ -603,6 +622,25 @@ mod tests {
         assert!(adjustments[0]
             .to_string()
             .starts_with("RLIMIT_NOFILE hard limit 1048576 clamped"));
+    }
+
+    #[test]
+    fn a_spec_without_a_nofile_limit_gets_1024_and_keeps_the_hard_limit() {
+        let process = ProcessBuilder::default()
+            .rlimits(vec![])
+            .build()
+            .expect("process");
+        let (plan, adjustments) = plan_process(&process, &facts());
+        let nofile = i32::try_from(libc::RLIMIT_NOFILE).expect("fits");
+        assert_eq!(
+            plan.rlimits,
+            vec![RlimitPlan {
+                resource: nofile,
+                soft: 1024,
+                hard: 524_288
+            }]
+        );
+        assert!(adjustments.is_empty());
     }
 
     #[test]

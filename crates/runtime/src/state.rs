@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::id::ContainerId;
+use crate::plan::HookPlan;
 
 const RECORD: &str = "state.json";
 const CONFIG: &str = "config.json";
@@ -98,6 +99,12 @@ pub struct ContainerRecord {
     /// The spec's annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// The spec's poststart hooks, kept here so that `start` need not parse the spec.
+    #[serde(default)]
+    pub poststart: Vec<HookPlan>,
+    /// The spec's poststop hooks, kept here so that `delete` need not parse the spec.
+    #[serde(default)]
+    pub poststop: Vec<HookPlan>,
 }
 
 /// The root directory under which each container has its state directory.
