@@ -11,13 +11,13 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::Spec;
 use thiserror::Error;
 
 use crate::cgroup::ContainerCgroup;
 use crate::hooks::{self, HookError};
 use crate::id::ContainerId;
-use crate::plan::{self, HostFacts, InitPlan, NamespaceJoin, NamespaceKind, SeccompPlan};
+use crate::plan::{self, HookPlan, HostFacts, InitPlan, SeccompPlan};
 use crate::spawn::{spawn_init, IdMaps};
 use crate::spec::{self, SpecError};
 use crate::state::{process_stat, ContainerDir, ContainerRecord, Phase, StateError, StateRoot};
@@ -79,7 +79,10 @@ pub enum CreateError {
     /// The init ended without reporting, with this wait status.
     #[error("container init {0} before it was ready")]
     InitDied(String),
-    /// A combination this runtime does not support.
+    /// A combination of namespaces this runtime does not support.
+    #[error(transparent)]
+    Namespaces(#[from] plan::NamespaceError),
+    /// A feature this runtime does not support yet.
     #[error("{0}")]
     Unsupported(&'static str),
     /// A terminal was requested without a way to hand it over.
@@ -236,108 +239,20 @@ pub fn create(
     if terminal && opts.console_socket.is_none() {
         return Err(CreateError::NoConsoleSocket);
     }
+    let namespaces = plan::plan_namespaces(linux.namespaces().as_deref().unwrap_or_default())?;
     let seccomp = seccomp_plan(spec)?;
-    let namespaces: Vec<_> = linux.namespaces().clone().unwrap_or_default();
-    let joined = |t| {
-        namespaces
-            .iter()
-            .any(|n| n.typ() == t && n.path().as_ref().is_some_and(|p| !p.as_os_str().is_empty()))
-    };
-    let is_new = |t| {
-        namespaces
-            .iter()
-            .any(|n| n.typ() == t && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty()))
-    };
-    let others_joined = namespaces.iter().any(|n| {
-        n.typ() != LinuxNamespaceType::User
-            && n.typ() != LinuxNamespaceType::Pid
-            && n.path().as_ref().is_some_and(|p| !p.as_os_str().is_empty())
-    });
-    if joined(LinuxNamespaceType::User)
-        && namespaces.iter().any(|n| {
-            n.typ() != LinuxNamespaceType::User
-                && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
-        })
-    {
-        return Err(CreateError::Unsupported(
-            "joining an existing user namespace while creating other namespaces is not supported yet",
-        ));
-    }
-    if is_new(LinuxNamespaceType::User) && others_joined {
-        return Err(CreateError::Unsupported(
-            "creating a user namespace while joining other namespaces by path is not supported yet",
-        ));
-    }
 
-    let dir = root.create(id)?;
-    let me = i32::try_from(std::process::id()).unwrap_or(0);
-    let annotations = annotations(spec);
-    let mut record = ContainerRecord {
-        id: id.to_string(),
-        oci_version: spec.version().clone(),
-        bundle: bundle.path.clone(),
-        rootfs: bundle.rootfs.clone(),
-        phase: Phase::Creating,
-        pid: 0,
-        pid_start: 0,
-        creator_pid: me,
-        creator_start: process_stat(me).map_or(0, |(_, s)| s),
-        created: crate::timefmt::rfc3339_nanos(SystemTime::now()),
-        cgroup: serde_json::Value::Null,
-        annotations: annotations.clone(),
-        poststart: hooks::from_spec(spec.hooks().as_ref().and_then(|h| h.poststart().as_ref())),
-        poststop: hooks::from_spec(spec.hooks().as_ref().and_then(|h| h.poststop().as_ref())),
-    };
-    let cgroup = ContainerCgroup::for_new(linux.cgroups_path().as_deref(), id.as_str());
-    let mut cgroup = match cgroup {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = dir.remove();
-            return Err(e.into());
-        }
-    };
-    record.cgroup = cgroup.record();
-    if let Err(e) = dir
-        .write_record(&record)
-        .and_then(|()| dir.write_config(&bundle.raw))
-    {
-        let _ = dir.remove();
-        return Err(e.into());
-    }
-    let created = cgroup.create();
-    // Recorded even after a partial failure, so the rollback (or a later delete) removes what exists.
-    record.cgroup = cgroup.record();
-    let mut rollback = Rollback {
-        dir,
-        cgroup,
-        pid: None,
-        armed: true,
-    };
-    created?;
+    let (mut rollback, mut record) = make_state(root, id, &bundle)?;
     let (dir, cgroup) = (&rollback.dir, &rollback.cgroup);
     if let Some(resources) = plan::effective_resources(spec) {
         cgroup.apply(&resources)?;
     }
-
     let listen_fds: u32 = std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let first_private = 3 + opts.preserve_fds + listen_fds;
-    let fifo_path = dir.fifo_path();
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &fifo_path,
-        rustix::fs::Mode::from_raw_mode(0o622),
-    )
-    .map_err(|e| io_step("create the exec fifo")(e.into()))?;
-    let fifo = rustix::fs::open(
-        &fifo_path,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| io_step("open the exec fifo")(e.into()))?;
-    let fifo = above(fifo, first_private)?;
+    let fifo = make_fifo(dir, first_private)?;
     let console = match (&opts.console_socket, terminal) {
         (Some(path), true) => {
             let stream = UnixStream::connect(path).map_err(io_step(format!(
@@ -348,89 +263,28 @@ pub fn create(
         }
         _ => None,
     };
-
-    let facts = host_facts();
-    let (mut process_plan, adjustments) = plan::plan_process(process, &facts);
+    let (mut process_plan, adjustments) = plan::plan_process(process, &host_facts());
     if listen_fds > 0 {
         process_plan.env.push(format!("LISTEN_FDS={listen_fds}"));
         process_plan.env.push("LISTEN_PID=1".to_string());
     }
-    let mut joins: Vec<NamespaceJoin> = namespaces
-        .iter()
-        .filter(|n| n.typ() != LinuxNamespaceType::Pid)
-        .filter_map(|n| {
-            let path = n.path().as_ref().filter(|p| !p.as_os_str().is_empty())?;
-            Some(NamespaceJoin {
-                kind: NamespaceKind::from_spec(n.typ()),
-                path: path.clone(),
-            })
-        })
-        .collect();
-    joins.sort_by_key(|j| j.kind != NamespaceKind::User);
-    let mut flags = 0u64;
-    for n in &namespaces {
-        if n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
-            && n.typ() != LinuxNamespaceType::Time
-        {
-            flags |= NamespaceKind::from_spec(n.typ()).clone_flag();
-        }
-    }
-    let has_mount_ns = namespaces
-        .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::Mount);
-    let rootfs_plan = has_mount_ns.then(|| {
-        plan::plan_rootfs(
-            spec,
-            bundle.rootfs.clone(),
-            &bundle.path,
-            opts.no_pivot,
-            &cgroup.mount_sources(),
-        )
-    });
-    if !has_mount_ns {
-        return Err(CreateError::Unsupported(
-            "a container needs a mount namespace",
-        ));
-    }
-    let spec_hooks = spec.hooks().as_ref();
-    let runtime_hooks: Vec<_> = [
-        (
-            "prestart",
-            hooks::from_spec(spec_hooks.and_then(|h| h.prestart().as_ref())),
-        ),
-        (
-            "createRuntime",
-            hooks::from_spec(spec_hooks.and_then(|h| h.create_runtime().as_ref())),
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, h)| !h.is_empty())
-    .collect();
+    let rootfs_plan = plan::plan_rootfs(
+        spec,
+        bundle.rootfs.clone(),
+        &bundle.path,
+        opts.no_pivot,
+        &cgroup.mount_sources(),
+    );
 
-    // Namespaces that only take effect for children are entered by this process before cloning.
-    if let Some(pid_ns) = namespaces
-        .iter()
-        .find(|n| n.typ() == LinuxNamespaceType::Pid)
-        .and_then(|n| n.path().clone())
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        let file = File::open(&pid_ns)
-            .map_err(io_step(format!("open pid namespace {}", pid_ns.display())))?;
-        rustix::thread::move_into_link_name_space(file.as_fd(), None)
-            .map_err(|e| io_step(format!("join pid namespace {}", pid_ns.display()))(e.into()))?;
-    }
-    if is_new(LinuxNamespaceType::Time) {
-        enter_new_time_namespace(linux)?;
-    }
-    let maps = is_new(LinuxNamespaceType::User).then(|| IdMaps {
+    enter_namespaces_for_children(&namespaces, linux)?;
+    let maps = namespaces.new_user.then(|| IdMaps {
         uid: id_map_text(linux.uid_mappings().as_deref()),
         gid: id_map_text(linux.gid_mappings().as_deref()),
     });
-
     let mut keep: Vec<BorrowedFd<'_>> = vec![fifo.as_fd()];
     keep.extend(console.as_ref().map(|c| c.as_fd()));
-    let spawned =
-        spawn_init(flags, &keep, maps.as_ref()).map_err(io_step("start the container init"))?;
+    let spawned = spawn_init(namespaces.clone_flags, &keep, maps.as_ref())
+        .map_err(io_step("start the container init"))?;
     rollback.pid = Some(spawned.pid);
     let mut stream = spawned.stream;
     cgroup.add_process(spawned.pid)?;
@@ -439,11 +293,23 @@ pub fn create(
     record.pid_start = start;
     dir.write_record(&record)?;
 
-    let state_json = hook_state(id.as_str(), spawned.pid, &bundle.path, &annotations);
+    let state_json = hook_state(id.as_str(), spawned.pid, &bundle.path, &record.annotations);
+    let spec_hooks = spec.hooks().as_ref();
+    let runtime_hooks: Vec<_> = [
+        ("prestart", spec_hooks.and_then(|h| h.prestart().as_ref())),
+        (
+            "createRuntime",
+            spec_hooks.and_then(|h| h.create_runtime().as_ref()),
+        ),
+    ]
+    .into_iter()
+    .map(|(stage, list)| (stage, hooks::from_spec(list)))
+    .filter(|(_, h)| !h.is_empty())
+    .collect();
     let init_plan = InitPlan {
         id: id.to_string(),
-        joins,
-        rootfs: rootfs_plan,
+        joins: namespaces.joins,
+        rootfs: Some(rootfs_plan),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
         sysctls: linux
@@ -465,30 +331,11 @@ pub fn create(
         first_private_fd: first_private,
         seccomp,
         new_keyring: !opts.no_new_keyring,
-        new_cgroup_namespace: is_new(LinuxNamespaceType::Cgroup),
+        new_cgroup_namespace: namespaces.new_cgroup,
     };
     sync::send(&mut stream, &SyncMessage::Plan(Box::new(init_plan)))
         .map_err(io_step("send the plan to the init"))?;
-    loop {
-        let message = match sync::receive(&mut stream) {
-            Ok(Some(message)) => message,
-            // The init died: say how, which is the only clue (an OOM kill, a signal).
-            Ok(None) | Err(_) => return Err(init_death(spawned.pid)),
-        };
-        match message {
-            SyncMessage::RunRuntimeHooks => {
-                let state = state_json.replacen("\"status\":\"\"", "\"status\":\"creating\"", 1);
-                for (stage, list) in &runtime_hooks {
-                    hooks::run_all(stage, list, &state)?;
-                }
-                sync::send(&mut stream, &SyncMessage::RuntimeHooksDone)
-                    .map_err(io_step("resume the init"))?;
-            }
-            SyncMessage::Ready => break,
-            SyncMessage::Failed(message) => return Err(CreateError::Init(message)),
-            _ => return Err(CreateError::Init("unexpected message from the init".into())),
-        }
-    }
+    wait_until_ready(&mut stream, spawned.pid, &runtime_hooks, &state_json)?;
     record.phase = Phase::Created;
     dir.write_record(&record)?;
     if let Some(pid_file) = &opts.pid_file {
@@ -499,6 +346,129 @@ pub fn create(
         pid: spawned.pid,
         warnings: adjustments.iter().map(ToString::to_string).collect(),
     })
+}
+
+/// Creates the state directory, its first record and the cgroup, returning them armed for rollback.
+fn make_state(
+    root: &StateRoot,
+    id: &ContainerId,
+    bundle: &spec::Bundle,
+) -> Result<(Rollback, ContainerRecord), CreateError> {
+    let spec = &bundle.spec;
+    let linux = spec.linux().as_ref().ok_or(SpecError::MissingLinux)?;
+    let dir = root.create(id)?;
+    let me = i32::try_from(std::process::id()).unwrap_or(0);
+    let hook_list = |f: fn(&oci_spec::runtime::Hooks) -> &Option<Vec<oci_spec::runtime::Hook>>| {
+        hooks::from_spec(spec.hooks().as_ref().and_then(|h| f(h).as_ref()))
+    };
+    let mut record = ContainerRecord {
+        id: id.to_string(),
+        oci_version: spec.version().clone(),
+        bundle: bundle.path.clone(),
+        rootfs: bundle.rootfs.clone(),
+        phase: Phase::Creating,
+        pid: 0,
+        pid_start: 0,
+        creator_pid: me,
+        creator_start: process_stat(me).map_or(0, |(_, s)| s),
+        created: crate::timefmt::rfc3339_nanos(SystemTime::now()),
+        cgroup: serde_json::Value::Null,
+        annotations: annotations(spec),
+        poststart: hook_list(|h| h.poststart()),
+        poststop: hook_list(|h| h.poststop()),
+    };
+    let written = ContainerCgroup::for_new(linux.cgroups_path().as_deref(), id.as_str())
+        .map_err(CreateError::from)
+        .and_then(|cgroup| {
+            record.cgroup = cgroup.record();
+            dir.write_record(&record)?;
+            dir.write_config(&bundle.raw)?;
+            Ok(cgroup)
+        });
+    let mut cgroup = match written {
+        Ok(cgroup) => cgroup,
+        Err(e) => {
+            let _ = dir.remove();
+            return Err(e);
+        }
+    };
+    let created = cgroup.create();
+    // Recorded even after a partial failure, so the rollback (or a later delete) removes what exists.
+    record.cgroup = cgroup.record();
+    let rollback = Rollback {
+        dir,
+        cgroup,
+        pid: None,
+        armed: true,
+    };
+    created?;
+    Ok((rollback, record))
+}
+
+/// Creates the exec fifo the init blocks on until `start`, and an `O_PATH` descriptor of it above
+/// the descriptors passed to the container.
+fn make_fifo(dir: &ContainerDir, first_private: u32) -> Result<OwnedFd, CreateError> {
+    let path = dir.fifo_path();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::Mode::from_raw_mode(0o622),
+    )
+    .map_err(|e| io_step("create the exec fifo")(e.into()))?;
+    let fifo = rustix::fs::open(
+        &path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| io_step("open the exec fifo")(e.into()))?;
+    above(fifo, first_private)
+}
+
+/// Enters the namespaces that only take effect for children (a joined pid namespace, a new time
+/// namespace with its offsets), before cloning.
+fn enter_namespaces_for_children(
+    namespaces: &plan::NamespaceSetup,
+    linux: &oci_spec::runtime::Linux,
+) -> Result<(), CreateError> {
+    if let Some(pid_ns) = &namespaces.pid_join {
+        let file = File::open(pid_ns)
+            .map_err(io_step(format!("open pid namespace {}", pid_ns.display())))?;
+        rustix::thread::move_into_link_name_space(file.as_fd(), None)
+            .map_err(|e| io_step(format!("join pid namespace {}", pid_ns.display()))(e.into()))?;
+    }
+    if namespaces.new_time {
+        enter_new_time_namespace(linux)?;
+    }
+    Ok(())
+}
+
+/// Serves the init until it reports ready: runs the runtime-namespace hooks when it asks.
+fn wait_until_ready(
+    stream: &mut UnixStream,
+    pid: i32,
+    runtime_hooks: &[(&'static str, Vec<HookPlan>)],
+    state_json: &str,
+) -> Result<(), CreateError> {
+    loop {
+        let message = match sync::receive(stream) {
+            Ok(Some(message)) => message,
+            // The init died: say how, which is the only clue (an OOM kill, a signal).
+            Ok(None) | Err(_) => return Err(init_death(pid)),
+        };
+        match message {
+            SyncMessage::RunRuntimeHooks => {
+                let state = state_json.replacen("\"status\":\"\"", "\"status\":\"creating\"", 1);
+                for (stage, list) in runtime_hooks {
+                    hooks::run_all(stage, list, &state)?;
+                }
+                sync::send(stream, &SyncMessage::RuntimeHooksDone)
+                    .map_err(io_step("resume the init"))?;
+            }
+            SyncMessage::Ready => return Ok(()),
+            SyncMessage::Failed(message) => return Err(CreateError::Init(message)),
+            _ => return Err(CreateError::Init("unexpected message from the init".into())),
+        }
+    }
 }
 
 /// Reaps the init (our child) and describes how it ended.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, PosixRlimitType, Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::mount_options::{self, MountFlags};
@@ -75,12 +75,102 @@ impl NamespaceKind {
 }
 
 /// A namespace the init joins with `setns`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceJoin {
     /// Its kind.
     pub kind: NamespaceKind,
     /// The namespace file.
     pub path: PathBuf,
+}
+
+/// How the init enters its namespaces: created by `clone3`, joined with `setns`, or (pid) joined by
+/// the runtime before cloning because it only takes effect for children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceSetup {
+    /// `CLONE_NEW*` flags for `clone3`.
+    pub clone_flags: u64,
+    /// Namespaces the init joins, user namespace first.
+    pub joins: Vec<NamespaceJoin>,
+    /// A pid namespace to join before cloning.
+    pub pid_join: Option<PathBuf>,
+    /// A new user namespace (the runtime writes its id maps).
+    pub new_user: bool,
+    /// A new time namespace (created by the runtime before cloning, to set its offsets).
+    pub new_time: bool,
+    /// A new cgroup namespace (created by the init once it is in its cgroup).
+    pub new_cgroup: bool,
+}
+
+/// Why a set of namespaces cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    /// The container has no mount namespace of its own.
+    #[error("a container needs a mount namespace")]
+    NoMountNamespace,
+    /// A user namespace is joined while others are created (they would be owned by the host's).
+    #[error(
+        "joining an existing user namespace while creating other namespaces is not supported yet"
+    )]
+    JoinedUserWithNewOthers,
+    /// A user namespace is created while others are joined (the init could not enter them).
+    #[error(
+        "creating a user namespace while joining other namespaces by path is not supported yet"
+    )]
+    NewUserWithJoinedOthers,
+}
+
+/// Decides how each of the spec's namespaces is entered.
+pub fn plan_namespaces(namespaces: &[LinuxNamespace]) -> Result<NamespaceSetup, NamespaceError> {
+    let path_of = |n: &LinuxNamespace| n.path().clone().filter(|p| !p.as_os_str().is_empty());
+    let is_new = |t| {
+        namespaces
+            .iter()
+            .any(|n| n.typ() == t && path_of(n).is_none())
+    };
+    let is_joined = |t| {
+        namespaces
+            .iter()
+            .any(|n| n.typ() == t && path_of(n).is_some())
+    };
+    if !namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount)
+    {
+        return Err(NamespaceError::NoMountNamespace);
+    }
+    let others = || {
+        namespaces
+            .iter()
+            .filter(|n| n.typ() != LinuxNamespaceType::User)
+    };
+    if is_joined(LinuxNamespaceType::User) && others().any(|n| path_of(n).is_none()) {
+        return Err(NamespaceError::JoinedUserWithNewOthers);
+    }
+    if is_new(LinuxNamespaceType::User)
+        && others().any(|n| n.typ() != LinuxNamespaceType::Pid && path_of(n).is_some())
+    {
+        return Err(NamespaceError::NewUserWithJoinedOthers);
+    }
+    let mut setup = NamespaceSetup {
+        clone_flags: 0,
+        joins: Vec::new(),
+        pid_join: None,
+        new_user: is_new(LinuxNamespaceType::User),
+        new_time: is_new(LinuxNamespaceType::Time),
+        new_cgroup: is_new(LinuxNamespaceType::Cgroup),
+    };
+    for n in namespaces {
+        let kind = NamespaceKind::from_spec(n.typ());
+        match (path_of(n), kind) {
+            (Some(path), NamespaceKind::Pid) => setup.pid_join = Some(path),
+            (Some(path), _) => setup.joins.push(NamespaceJoin { kind, path }),
+            // Time and cgroup namespaces are created at other moments (see the fields above).
+            (None, NamespaceKind::Time | NamespaceKind::Cgroup) => {}
+            (None, _) => setup.clone_flags |= kind.clone_flag(),
+        }
+    }
+    setup.joins.sort_by_key(|j| j.kind != NamespaceKind::User);
+    Ok(setup)
 }
 
 /// One resource limit.
@@ -622,6 +712,51 @@ mod tests {
         assert!(adjustments[0]
             .to_string()
             .starts_with("RLIMIT_NOFILE hard limit 1048576 clamped"));
+    }
+
+    fn namespaces(json: &str) -> Vec<LinuxNamespace> {
+        serde_json::from_str(json).expect("namespaces")
+    }
+
+    #[test]
+    fn new_namespaces_are_cloned_and_joined_ones_entered_user_first() {
+        let setup = plan_namespaces(&namespaces(
+            r#"[{"type":"mount"},{"type":"pid","path":"/p"},{"type":"network","path":"/n"},
+                {"type":"uts"},{"type":"cgroup"},{"type":"time"}]"#,
+        ))
+        .expect("plan");
+        assert_eq!(
+            setup.clone_flags,
+            NamespaceKind::Mount.clone_flag() | NamespaceKind::Uts.clone_flag()
+        );
+        assert_eq!(setup.pid_join, Some(PathBuf::from("/p")));
+        assert_eq!(setup.joins.len(), 1);
+        assert!(setup.new_cgroup && setup.new_time && !setup.new_user);
+        let joined = plan_namespaces(&namespaces(
+            r#"[{"type":"mount","path":"/m"},{"type":"user","path":"/u"}]"#,
+        ))
+        .expect("plan");
+        assert_eq!(joined.joins[0].kind, NamespaceKind::User);
+    }
+
+    #[test]
+    fn unsupported_namespace_combinations_are_refused() {
+        assert!(matches!(
+            plan_namespaces(&namespaces(r#"[{"type":"pid"}]"#)),
+            Err(NamespaceError::NoMountNamespace)
+        ));
+        assert!(matches!(
+            plan_namespaces(&namespaces(
+                r#"[{"type":"mount"},{"type":"user","path":"/u"}]"#
+            )),
+            Err(NamespaceError::JoinedUserWithNewOthers)
+        ));
+        assert!(matches!(
+            plan_namespaces(&namespaces(
+                r#"[{"type":"mount"},{"type":"user"},{"type":"network","path":"/n"}]"#
+            )),
+            Err(NamespaceError::NewUserWithJoinedOthers)
+        ));
     }
 
     #[test]
