@@ -118,32 +118,28 @@ fn make_in_root(root: BorrowedFd<'_>, path: &Path, file: bool) -> io::Result<Own
                 continue;
             }
             Ok(_) => {}
-            Err(rustix::io::Errno::NOENT) if last && file => {
-                let parent = rustix::fs::openat(
-                    &parent,
-                    ".",
-                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                rustix::fs::openat(
-                    &parent,
-                    part.as_os_str(),
-                    OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::WRONLY
-                        | OFlags::CLOEXEC
-                        | OFlags::NOFOLLOW,
-                    Mode::from_raw_mode(0o644),
-                )?;
-            }
             Err(rustix::io::Errno::NOENT) => {
+                // `parent` is an O_PATH descriptor; creating needs a real one.
                 let parent = rustix::fs::openat(
                     &parent,
                     ".",
                     OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
                     Mode::empty(),
                 )?;
-                mkdirat(&parent, part.as_os_str(), Mode::from_raw_mode(0o755))?;
+                if last && file {
+                    rustix::fs::openat(
+                        &parent,
+                        part.as_os_str(),
+                        OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::WRONLY
+                            | OFlags::CLOEXEC
+                            | OFlags::NOFOLLOW,
+                        Mode::from_raw_mode(0o644),
+                    )?;
+                } else {
+                    mkdirat(&parent, part.as_os_str(), Mode::from_raw_mode(0o755))?;
+                }
             }
             Err(e) => return Err(e.into()),
         }
