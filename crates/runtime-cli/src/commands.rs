@@ -4,8 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use testudo_runtime::{
-    container, create, exec, signal, Container, ControlError, CreateOptions, ExecOptions,
-    StateRoot, Status,
+    container, create, create_and_start, exec, signal, Container, ControlError, CreateOptions,
+    ExecOptions, StateRoot, Status,
 };
 
 use crate::cli::{Cli, Command, CreateArgs, ExecArgs};
@@ -216,23 +216,12 @@ fn run(
     if let Some(c) = &console {
         options.console_socket = Some(c.path());
     }
-    let created = create(root, &id, &options).map_err(|e| chain(&e))?;
+    let created = create_and_start(root, &id, &options).map_err(|e| chain(&e))?;
     warn_all(log, &created.warnings);
     let proxy = console
         .map(|c| c.receive_master().and_then(Proxy::start))
         .transpose()
         .map_err(|e| format!("terminal: {e}"))?;
-    let started = Container::load(root, id.as_str(), true).and_then(|c| c.start());
-    let warnings = match started {
-        Ok(w) => w,
-        Err(e) => {
-            if let Ok(c) = Container::load(root, id.as_str(), true) {
-                let _ = c.delete(true);
-            }
-            return Err(chain(&e));
-        }
-    };
-    warn_all(log, &warnings);
     if detach {
         return Ok(ExitCode::SUCCESS);
     }

@@ -17,7 +17,7 @@ use thiserror::Error;
 use crate::cgroup::ContainerCgroup;
 use crate::hooks::{self, HookError};
 use crate::id::ContainerId;
-use crate::plan::{self, HookPlan, HostFacts, InitPlan, SeccompPlan};
+use crate::plan::{self, HookPlan, HostFacts, InitPlan, SeccompPlan, StartGate};
 use crate::spawn::{spawn_init, IdMaps};
 use crate::spec::{self, SpecError};
 use crate::state::{process_stat, ContainerDir, ContainerRecord, Phase, StateError, StateRoot};
@@ -102,6 +102,8 @@ pub struct Created {
     pub pid: i32,
     /// Things the runtime changed from the spec (clamped limits), for the caller to report.
     pub warnings: Vec<String>,
+    hook_state: String,
+    poststart: Option<Vec<oci_spec::runtime::Hook>>,
 }
 
 /// What a `create` has made so far; undone on drop unless disarmed.
@@ -225,12 +227,56 @@ fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, CreateError> {
         .map_err(|e| io_step("move descriptor")(e.into()))
 }
 
-/// Creates the container `id` from `opts.bundle`.
+/// Creates the container `id` from `opts.bundle`; its init waits for `start`.
 pub fn create(
     root: &StateRoot,
     id: &ContainerId,
     opts: &CreateOptions,
 ) -> Result<Created, CreateError> {
+    create_gated(root, id, opts, Gate::Fifo).map(|(created, _)| created)
+}
+
+/// `run`: creates the container and starts it at once, without the exec fifo (the init is told
+/// on the sync socket), then runs the poststart hooks; their failures are warnings.
+pub fn create_and_start(
+    root: &StateRoot,
+    id: &ContainerId,
+    opts: &CreateOptions,
+) -> Result<Created, CreateError> {
+    let (mut created, stream) = create_gated(root, id, opts, Gate::Message)?;
+    let started = stream.ok_or(CreateError::InitExited).and_then(|mut s| {
+        sync::send(&mut s, &SyncMessage::Start).map_err(io_step("start the init"))
+    });
+    if let Err(e) = started {
+        // Created but not started: nothing of it may stay.
+        if let Ok(container) = crate::container::Container::load(root, id.as_str(), true) {
+            let _ = container.delete(true);
+        }
+        return Err(e);
+    }
+    let poststart = hooks::from_spec(created.poststart.as_ref());
+    let state = created
+        .hook_state
+        .replacen("\"status\":\"\"", "\"status\":\"running\"", 1);
+    if let Err(e) = hooks::run_all("poststart", &poststart, &state) {
+        created.warnings.push(crate::init::chain(&e));
+    }
+    Ok(created)
+}
+
+/// How the init of a new container is told to go on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Fifo,
+    Message,
+}
+
+fn create_gated(
+    root: &StateRoot,
+    id: &ContainerId,
+    opts: &CreateOptions,
+    gate: Gate,
+) -> Result<(Created, Option<UnixStream>), CreateError> {
     let bundle = spec::load_bundle(&opts.bundle)?;
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref().ok_or(SpecError::MissingLinux)?;
@@ -252,7 +298,10 @@ pub fn create(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let first_private = 3 + opts.preserve_fds + listen_fds;
-    let fifo = make_fifo(dir, first_private)?;
+    let fifo = match gate {
+        Gate::Fifo => Some(make_fifo(dir, first_private)?),
+        Gate::Message => None,
+    };
     let console = match (&opts.console_socket, terminal) {
         (Some(path), true) => {
             let stream = UnixStream::connect(path).map_err(io_step(format!(
@@ -281,8 +330,11 @@ pub fn create(
         uid: id_map_text(linux.uid_mappings().as_deref()),
         gid: id_map_text(linux.gid_mappings().as_deref()),
     });
-    let mut keep: Vec<BorrowedFd<'_>> = vec![fifo.as_fd()];
-    keep.extend(console.as_ref().map(|c| c.as_fd()));
+    let keep: Vec<BorrowedFd<'_>> = fifo
+        .iter()
+        .chain(console.iter())
+        .map(|f| f.as_fd())
+        .collect();
     let spawned = spawn_init(namespaces.clone_flags, &keep, maps.as_ref())
         .map_err(io_step("start the container init"))?;
     rollback.pid = Some(spawned.pid);
@@ -326,7 +378,9 @@ pub fn create(
         ),
         runtime_hooks: !runtime_hooks.is_empty(),
         hook_state: state_json.clone(),
-        fifo_fd: Some(fifo.as_raw_fd()),
+        start: fifo
+            .as_ref()
+            .map_or(StartGate::Message, |f| StartGate::Fifo(f.as_raw_fd())),
         console_fd: console.as_ref().map(|c| c.as_raw_fd()),
         first_private_fd: first_private,
         seccomp,
@@ -342,10 +396,13 @@ pub fn create(
         write_pid_file(pid_file, spawned.pid)?;
     }
     rollback.armed = false;
-    Ok(Created {
+    let created = Created {
         pid: spawned.pid,
         warnings: adjustments.iter().map(ToString::to_string).collect(),
-    })
+        hook_state: state_json,
+        poststart: spec_hooks.and_then(|h| h.poststart().clone()),
+    };
+    Ok((created, (gate == Gate::Message).then_some(stream)))
 }
 
 /// Creates the state directory, its first record and the cgroup, returning them armed for rollback.

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::container::{Container, ControlError, Status};
 use crate::create::{self, CreateError};
-use crate::plan::{self, InitPlan, NamespaceJoin, NamespaceKind};
+use crate::plan::{self, InitPlan, NamespaceJoin, NamespaceKind, StartGate};
 use crate::spawn::spawn_init;
 use crate::state::StateRoot;
 use crate::sync::{self, SyncMessage};
@@ -234,7 +234,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Executed, 
         start_container_hooks: Vec::new(),
         runtime_hooks: false,
         hook_state: String::new(),
-        fifo_fd: None,
+        start: StartGate::Immediate,
         console_fd: console.as_ref().map(|c| c.as_raw_fd()),
         first_private_fd: first_private,
         seccomp: create::seccomp_plan(&spec)?,

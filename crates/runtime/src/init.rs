@@ -15,7 +15,7 @@ use rustix::process::{Resource, Rlimit};
 use testudo_linux::caps::{self, CapabilitySets};
 use thiserror::Error;
 
-use crate::plan::{InitPlan, ProcessPlan, SeccompPlan};
+use crate::plan::{InitPlan, ProcessPlan, SeccompPlan, StartGate};
 use crate::rootfs::{self, RootfsError};
 use crate::sync::{self, SyncMessage};
 
@@ -176,14 +176,24 @@ fn run(stream: &mut UnixStream) -> Result<Never, InitError> {
     rustix::process::chdir(process.cwd.as_str())
         .map_err(|e| step(format!("chdir to {}", process.cwd))(e.into()))?;
     let program = find_program(process)?;
-    if let Some(fifo) = plan.fifo_fd {
-        sync::send(stream, &SyncMessage::Ready).map_err(InitError::Sync)?;
-        wait_for_start(fifo)?;
-        crate::hooks::run_all(
-            "startContainer",
-            &plan.start_container_hooks,
-            &hook_state(&plan, "created"),
-        )?;
+    match plan.start {
+        StartGate::Immediate => {}
+        gate => {
+            sync::send(stream, &SyncMessage::Ready).map_err(InitError::Sync)?;
+            match gate {
+                StartGate::Fifo(fifo) => wait_for_start(fifo)?,
+                _ => match sync::receive(stream).map_err(InitError::Sync)? {
+                    Some(SyncMessage::Start) => {}
+                    None => return Err(InitError::RuntimeGone),
+                    Some(_) => return Err(InitError::Protocol("expected start")),
+                },
+            }
+            crate::hooks::run_all(
+                "startContainer",
+                &plan.start_container_hooks,
+                &hook_state(&plan, "created"),
+            )?;
+        }
     }
     become_process(&plan, &program)
 }

@@ -28,7 +28,7 @@ pub mod sync;
 pub mod timefmt;
 
 pub use container::{list, Container, ControlError, StateDocument, Status};
-pub use create::{create, CreateError, CreateOptions, Created};
+pub use create::{create, create_and_start, CreateError, CreateOptions, Created};
 pub use exec::{exec, ExecError, ExecOptions, Executed};
 pub use id::ContainerId;
 pub use state::StateRoot;

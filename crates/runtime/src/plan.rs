@@ -331,6 +331,17 @@ pub struct SeccompPlan {
     pub flags: u32,
 }
 
+/// What lets a set-up init go on to execute its process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartGate {
+    /// `create`: a later `start` opens the exec fifo (this descriptor of it).
+    Fifo(i32),
+    /// `run`: the runtime process sends `Start` on the sync socket.
+    Message,
+    /// `exec`: nothing; execute as soon as set up.
+    Immediate,
+}
+
 /// Everything the init does, in one message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InitPlan {
@@ -356,8 +367,8 @@ pub struct InitPlan {
     pub runtime_hooks: bool,
     /// The state JSON given to hooks on stdin (without status, which the init adds).
     pub hook_state: String,
-    /// Descriptor of the exec fifo (create only).
-    pub fifo_fd: Option<i32>,
+    /// What the init waits for once set up, before it executes the process.
+    pub start: StartGate,
     /// Descriptor of the console socket, when a terminal is requested.
     pub console_fd: Option<i32>,
     /// First descriptor number that is not passed to the process (3 + preserved fds).

@@ -25,6 +25,8 @@ pub enum SyncMessage {
     Ready,
     /// Init to runtime: set-up failed.
     Failed(String),
+    /// Runtime to init (`run`): execute the process now.
+    Start,
 }
 
 /// Writes one message.
