@@ -31,14 +31,20 @@ struct CloneArgs {
 }
 
 /// Creates a child process like `fork`, in the new namespaces named by `flags` (`CLONE_NEW*`,
-/// `CLONE_PARENT`), with `SIGCHLD` as its exit signal.
+/// `CLONE_PARENT`), with `SIGCHLD` as its exit signal (with `CLONE_PARENT` the kernel takes the
+/// caller's own exit signal instead, and requires none to be given).
 ///
 /// The caller must be single-threaded: the child starts with a copy of only the calling thread, so any
 /// lock held by another thread would stay locked forever in it.
 pub fn clone3(flags: u64) -> io::Result<Forked> {
+    let parent = u64::try_from(libc::CLONE_PARENT).unwrap_or(0);
     let mut args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal: if flags & parent == 0 {
+            libc::SIGCHLD as u64
+        } else {
+            0
+        },
         ..CloneArgs::default()
     };
     // SAFETY: `args` is a valid, initialised `clone_args` of the size passed; no stack is given, so the

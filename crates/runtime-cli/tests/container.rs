@@ -706,3 +706,101 @@ fn a_terminal_goes_to_the_console_socket_and_foreground_run_proxies_its_own() {
     );
     rt.run_ok(["delete", "--force", bundle.id()]);
 }
+
+fn readlink_ns(pid: i64, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_container_can_join_another_ones_user_and_network_namespaces_and_create_the_rest() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    let maps = json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+    let first = edit(Bundle::new().args(&["/bin/sleep", "1000"]), |s| {
+        add_namespace(s, json!({"type": "user"}));
+        s["linux"]["uidMappings"] = maps.clone();
+        s["linux"]["gidMappings"] = maps.clone();
+    })
+    .write();
+    rt.run_ok([
+        "run",
+        "-d",
+        "--bundle",
+        first.path().to_str().unwrap(),
+        first.id(),
+    ]);
+    let pid = rt.state(first.id())["pid"].as_i64().unwrap();
+    // A pod-like second container: the first one's user and network namespaces, its own others.
+    let second = edit(sh("cat /proc/self/uid_map; readlink /proc/self/ns/net; readlink /proc/self/ns/user; hostname; echo $$"), |s| {
+        add_namespace(s, json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+        for ns in s["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "network" {
+                ns["path"] = format!("/proc/{pid}/ns/net").into();
+            }
+        }
+        s["hostname"] = "second".into();
+    })
+    .write();
+    let out = run_ok(&rt, &second);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "300000", "65536"],
+        "{out}"
+    );
+    assert_eq!(lines[1], readlink_ns(pid, "net"));
+    assert_eq!(lines[2], readlink_ns(pid, "user"));
+    assert_eq!(lines[3..], ["second", "1"], "{out}");
+    rt.run_ok(["delete", "--force", first.id()]);
+}
+
+#[test]
+fn a_new_user_namespace_can_be_combined_with_a_joined_network_namespace() {
+    if !require_root() {
+        return;
+    }
+    let rt = Runtime::new(&testudo());
+    let name = testudo_test_support::unique_id("netns");
+    assert!(std::process::Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .unwrap()
+        .success());
+    let path = format!("/run/netns/{name}");
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+    let maps = json!([{"containerID": 0, "hostID": 400000, "size": 65536}]);
+    let bundle = edit(
+        sh("cat /proc/self/uid_map; readlink /proc/self/ns/net; id -u; echo $$; ls /sys/class/net"),
+        |s| {
+            add_namespace(s, json!({"type": "user"}));
+            s["linux"]["uidMappings"] = maps.clone();
+            s["linux"]["gidMappings"] = maps.clone();
+            for ns in s["linux"]["namespaces"].as_array_mut().unwrap() {
+                if ns["type"] == "network" {
+                    ns["path"] = path.clone().into();
+                }
+            }
+        },
+    )
+    .write();
+    let output = run(&rt, &bundle);
+    std::process::Command::new("ip")
+        .args(["netns", "del", &name])
+        .status()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "400000", "65536"],
+        "{out}"
+    );
+    assert_eq!(lines[1], format!("net:[{ino}]"));
+    assert_eq!(lines[2..4], ["0", "1"], "{out}");
+}

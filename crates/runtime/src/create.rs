@@ -326,16 +326,17 @@ fn create_gated(
     );
 
     enter_namespaces_for_children(&namespaces, linux)?;
-    let maps = namespaces.new_user.then(|| IdMaps {
+    let maps = IdMaps {
         uid: id_map_text(linux.uid_mappings().as_deref()),
         gid: id_map_text(linux.gid_mappings().as_deref()),
-    });
+    };
     let keep: Vec<BorrowedFd<'_>> = fifo
         .iter()
         .chain(console.iter())
         .map(|f| f.as_fd())
         .collect();
-    let spawned = spawn_init(namespaces.clone_flags, &keep, maps.as_ref())
+    let at_clone = namespaces.new_user_at_clone.then_some(&maps);
+    let spawned = spawn_init(namespaces.clone_flags, &keep, at_clone)
         .map_err(io_step("start the container init"))?;
     rollback.pid = Some(spawned.pid);
     let mut stream = spawned.stream;
@@ -360,7 +361,7 @@ fn create_gated(
     .collect();
     let init_plan = InitPlan {
         id: id.to_string(),
-        joins: namespaces.joins,
+        namespaces: namespaces.init,
         rootfs: Some(rootfs_plan),
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
@@ -385,19 +386,28 @@ fn create_gated(
         first_private_fd: first_private,
         seccomp,
         new_keyring: !opts.no_new_keyring,
-        new_cgroup_namespace: namespaces.new_cgroup,
     };
     sync::send(&mut stream, &SyncMessage::Plan(Box::new(init_plan)))
         .map_err(io_step("send the plan to the init"))?;
-    wait_until_ready(&mut stream, spawned.pid, &runtime_hooks, &state_json)?;
+    let pid = wait_until_ready(
+        &mut stream,
+        &mut rollback,
+        &runtime_hooks,
+        &state_json,
+        &maps,
+    )?;
+    if pid != record.pid {
+        record.pid = pid;
+        record.pid_start = process_stat(pid).ok_or(CreateError::InitExited)?.1;
+    }
     record.phase = Phase::Created;
-    dir.write_record(&record)?;
+    rollback.dir.write_record(&record)?;
     if let Some(pid_file) = &opts.pid_file {
-        write_pid_file(pid_file, spawned.pid)?;
+        write_pid_file(pid_file, pid)?;
     }
     rollback.armed = false;
     let created = Created {
-        pid: spawned.pid,
+        pid,
         warnings: adjustments.iter().map(ToString::to_string).collect(),
         hook_state: state_json,
         poststart: spec_hooks.and_then(|h| h.poststart().clone()),
@@ -499,13 +509,16 @@ fn enter_namespaces_for_children(
     Ok(())
 }
 
-/// Serves the init until it reports ready: runs the runtime-namespace hooks when it asks.
+/// Serves the init until it reports ready: writes id maps and runs the runtime-namespace hooks
+/// when it asks, follows it into a new pid namespace. Returns the pid of the container's process.
 fn wait_until_ready(
     stream: &mut UnixStream,
-    pid: i32,
+    rollback: &mut Rollback,
     runtime_hooks: &[(&'static str, Vec<HookPlan>)],
     state_json: &str,
-) -> Result<(), CreateError> {
+    maps: &IdMaps,
+) -> Result<i32, CreateError> {
+    let mut pid = rollback.pid.ok_or(CreateError::InitExited)?;
     loop {
         let message = match sync::receive(stream) {
             Ok(Some(message)) => message,
@@ -513,6 +526,19 @@ fn wait_until_ready(
             Ok(None) | Err(_) => return Err(init_death(pid)),
         };
         match message {
+            SyncMessage::MapIds => {
+                maps.write_for(pid).map_err(io_step("write the id maps"))?;
+                sync::send(stream, &SyncMessage::IdsMapped).map_err(io_step("resume the init"))?;
+            }
+            SyncMessage::Forked(child) => {
+                // The forking init exits at once; its child, made ours by CLONE_PARENT, goes on.
+                if let Some(old) = rustix::process::Pid::from_raw(pid) {
+                    let _ =
+                        rustix::process::waitpid(Some(old), rustix::process::WaitOptions::empty());
+                }
+                pid = child;
+                rollback.pid = Some(child);
+            }
             SyncMessage::RunRuntimeHooks => {
                 let state = state_json.replacen("\"status\":\"\"", "\"status\":\"creating\"", 1);
                 for (stage, list) in runtime_hooks {
@@ -521,7 +547,7 @@ fn wait_until_ready(
                 sync::send(stream, &SyncMessage::RuntimeHooksDone)
                     .map_err(io_step("resume the init"))?;
             }
-            SyncMessage::Ready => return Ok(()),
+            SyncMessage::Ready => return Ok(pid),
             SyncMessage::Failed(message) => return Err(CreateError::Init(message)),
             _ => return Err(CreateError::Init("unexpected message from the init".into())),
         }

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::container::{Container, ControlError, Status};
 use crate::create::{self, CreateError};
-use crate::plan::{self, InitPlan, NamespaceJoin, NamespaceKind, StartGate};
+use crate::plan::{self, InitNamespaces, InitPlan, NamespaceJoin, NamespaceKind, StartGate};
 use crate::spawn::spawn_init;
 use crate::state::StateRoot;
 use crate::sync::{self, SyncMessage};
@@ -224,7 +224,10 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Executed, 
     };
     let plan = InitPlan {
         id: id.to_string(),
-        joins,
+        namespaces: InitNamespaces {
+            joins,
+            ..InitNamespaces::default()
+        },
         rootfs: None,
         hostname: None,
         domainname: None,
@@ -239,7 +242,6 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Executed, 
         first_private_fd: first_private,
         seccomp: create::seccomp_plan(&spec)?,
         new_keyring: false,
-        new_cgroup_namespace: false,
     };
     let keep: Vec<BorrowedFd<'_>> = console.iter().map(|c| c.as_fd()).collect();
     let spawned = spawn_init(0, &keep, None).map_err(io_step("start the exec process"))?;

@@ -15,7 +15,7 @@ use rustix::process::{Resource, Rlimit};
 use testudo_linux::caps::{self, CapabilitySets};
 use thiserror::Error;
 
-use crate::plan::{InitPlan, ProcessPlan, SeccompPlan, StartGate};
+use crate::plan::{InitNamespaces, InitPlan, NamespaceKind, ProcessPlan, SeccompPlan, StartGate};
 use crate::rootfs::{self, RootfsError};
 use crate::sync::{self, SyncMessage};
 
@@ -124,17 +124,12 @@ fn run(stream: &mut UnixStream) -> Result<Never, InitError> {
         None => return Err(InitError::RuntimeGone),
         _ => return Err(InitError::Protocol("expected the plan")),
     };
-    join_namespaces(&plan)?;
-    if plan.new_cgroup_namespace {
-        // Only now, inside its cgroup, so that the namespace's root is the container's cgroup.
-        testudo_linux::process::unshare(libc::CLONE_NEWCGROUP)
-            .map_err(step("create cgroup namespace"))?;
-    }
+    enter_namespaces(&plan.namespaces, stream)?;
     if plan.new_keyring {
         join_keyring(&plan)?;
     }
     let root = match &plan.rootfs {
-        Some(r) => Some(rootfs::prepare(r, plan.new_cgroup_namespace)?),
+        Some(r) => Some(rootfs::prepare(r, plan.namespaces.new_cgroup)?),
         None => None,
     };
     if plan.runtime_hooks {
@@ -221,8 +216,9 @@ fn hook_state(plan: &InitPlan, status: &str) -> String {
         .replacen("\"status\":\"\"", &format!("\"status\":\"{status}\""), 1)
 }
 
-fn join_namespaces(plan: &InitPlan) -> Result<(), InitError> {
-    for join in &plan.joins {
+/// Joins and creates namespaces in the order `InitNamespaces` describes.
+fn enter_namespaces(ns: &InitNamespaces, stream: &mut UnixStream) -> Result<(), InitError> {
+    for join in &ns.joins {
         let kind = join.kind.proc_name();
         let fail = |source| InitError::Join {
             kind,
@@ -232,6 +228,49 @@ fn join_namespaces(plan: &InitPlan) -> Result<(), InitError> {
         let file = File::open(&join.path).map_err(fail)?;
         rustix::thread::move_into_link_name_space(file.as_fd(), None)
             .map_err(|e| fail(e.into()))?;
+        if join.kind == NamespaceKind::User {
+            // Our host ids mean nothing in there; root of that namespace can create files and
+            // enter the namespaces it owns.
+            testudo_linux::process::set_credentials(0, 0, None)
+                .map_err(step("become root of the joined user namespace"))?;
+        }
+    }
+    if ns.new_user {
+        testudo_linux::process::unshare(libc::CLONE_NEWUSER)
+            .map_err(step("create user namespace"))?;
+        sync::send(stream, &SyncMessage::MapIds).map_err(InitError::Sync)?;
+        match sync::receive(stream).map_err(InitError::Sync)? {
+            Some(SyncMessage::IdsMapped) => {}
+            None => return Err(InitError::RuntimeGone),
+            Some(_) => return Err(InitError::Protocol("expected the id maps")),
+        }
+        // Root of the new namespace, so that what follows (and the final exec) keeps capabilities.
+        testudo_linux::process::set_credentials(0, 0, None)
+            .map_err(step("become root of the user namespace"))?;
+    }
+    if ns.unshare_flags != 0 {
+        let flags = i32::try_from(ns.unshare_flags).unwrap_or(0);
+        testudo_linux::process::unshare(flags).map_err(step("create namespaces"))?;
+    }
+    if ns.new_cgroup {
+        // Only now, inside its cgroup, so that the namespace's root is the container's cgroup.
+        testudo_linux::process::unshare(libc::CLONE_NEWCGROUP)
+            .map_err(step("create cgroup namespace"))?;
+    }
+    if ns.new_pid {
+        testudo_linux::process::unshare(libc::CLONE_NEWPID)
+            .map_err(step("create pid namespace"))?;
+        // The child is the namespace's first process; it is made the runtime's child (CLONE_PARENT)
+        // so that a foreground run can wait for it, and carries on with the sync socket.
+        let flags = u64::try_from(libc::CLONE_PARENT).unwrap_or(0);
+        match testudo_linux::process::clone3(flags).map_err(step("fork into the pid namespace"))? {
+            testudo_linux::process::Forked::Child => {}
+            testudo_linux::process::Forked::Parent(child) => {
+                let pid = child.as_raw_nonzero().get();
+                let _ = sync::send(stream, &SyncMessage::Forked(pid));
+                testudo_linux::process::exit_immediately(0);
+            }
+        }
     }
     Ok(())
 }

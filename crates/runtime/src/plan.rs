@@ -83,22 +83,39 @@ pub struct NamespaceJoin {
     pub path: PathBuf,
 }
 
-/// How the init enters its namespaces: created by `clone3`, joined with `setns`, or (pid) joined by
-/// the runtime before cloning because it only takes effect for children.
+/// How the container's namespaces come to be. Usually `clone3` creates the new ones at once and the
+/// init joins the others. When a user namespace is joined while others are created, or created
+/// while others are joined, the order matters (a namespace belongs to the user namespace its creator
+/// was in): then the init is cloned into none, joins, creates the user namespace, creates the rest,
+/// and forks once more for a new pid namespace ("staged").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceSetup {
     /// `CLONE_NEW*` flags for `clone3`.
     pub clone_flags: u64,
-    /// Namespaces the init joins, user namespace first.
-    pub joins: Vec<NamespaceJoin>,
-    /// A pid namespace to join before cloning.
+    /// A pid namespace the runtime joins before cloning (it only takes effect for children).
     pub pid_join: Option<PathBuf>,
-    /// A new user namespace (the runtime writes its id maps).
-    pub new_user: bool,
+    /// A user namespace created by `clone3`, whose id maps the runtime writes right away.
+    pub new_user_at_clone: bool,
     /// A new time namespace (created by the runtime before cloning, to set its offsets).
     pub new_time: bool,
-    /// A new cgroup namespace (created by the init once it is in its cgroup).
+    /// What the init itself does.
+    pub init: InitNamespaces,
+}
+
+/// The namespace steps of the init, in this order: join, create the user namespace, create the
+/// others, create the cgroup namespace (once inside its cgroup), create the pid namespace and fork.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitNamespaces {
+    /// Namespaces to join, user namespace first.
+    pub joins: Vec<NamespaceJoin>,
+    /// Create a user namespace (the runtime writes its id maps on request).
+    pub new_user: bool,
+    /// `CLONE_NEW*` flags of other namespaces to create with `unshare`.
+    pub unshare_flags: u64,
+    /// Create a cgroup namespace.
     pub new_cgroup: bool,
+    /// Create a pid namespace, and fork so that the child is its first process.
+    pub new_pid: bool,
 }
 
 /// Why a set of namespaces cannot be set up.
@@ -107,16 +124,6 @@ pub enum NamespaceError {
     /// The container has no mount namespace of its own.
     #[error("a container needs a mount namespace")]
     NoMountNamespace,
-    /// A user namespace is joined while others are created (they would be owned by the host's).
-    #[error(
-        "joining an existing user namespace while creating other namespaces is not supported yet"
-    )]
-    JoinedUserWithNewOthers,
-    /// A user namespace is created while others are joined (the init could not enter them).
-    #[error(
-        "creating a user namespace while joining other namespaces by path is not supported yet"
-    )]
-    NewUserWithJoinedOthers,
 }
 
 /// Decides how each of the spec's namespaces is entered.
@@ -143,33 +150,37 @@ pub fn plan_namespaces(namespaces: &[LinuxNamespace]) -> Result<NamespaceSetup, 
             .iter()
             .filter(|n| n.typ() != LinuxNamespaceType::User)
     };
-    if is_joined(LinuxNamespaceType::User) && others().any(|n| path_of(n).is_none()) {
-        return Err(NamespaceError::JoinedUserWithNewOthers);
-    }
-    if is_new(LinuxNamespaceType::User)
-        && others().any(|n| n.typ() != LinuxNamespaceType::Pid && path_of(n).is_some())
-    {
-        return Err(NamespaceError::NewUserWithJoinedOthers);
-    }
+    let staged = (is_joined(LinuxNamespaceType::User) && others().any(|n| path_of(n).is_none()))
+        || (is_new(LinuxNamespaceType::User)
+            && others().any(|n| n.typ() != LinuxNamespaceType::Pid && path_of(n).is_some()));
     let mut setup = NamespaceSetup {
         clone_flags: 0,
-        joins: Vec::new(),
         pid_join: None,
-        new_user: is_new(LinuxNamespaceType::User),
+        new_user_at_clone: !staged && is_new(LinuxNamespaceType::User),
         new_time: is_new(LinuxNamespaceType::Time),
-        new_cgroup: is_new(LinuxNamespaceType::Cgroup),
+        init: InitNamespaces {
+            new_user: staged && is_new(LinuxNamespaceType::User),
+            new_cgroup: is_new(LinuxNamespaceType::Cgroup),
+            new_pid: staged && is_new(LinuxNamespaceType::Pid),
+            ..InitNamespaces::default()
+        },
     };
     for n in namespaces {
         let kind = NamespaceKind::from_spec(n.typ());
         match (path_of(n), kind) {
             (Some(path), NamespaceKind::Pid) => setup.pid_join = Some(path),
-            (Some(path), _) => setup.joins.push(NamespaceJoin { kind, path }),
+            (Some(path), _) => setup.init.joins.push(NamespaceJoin { kind, path }),
             // Time and cgroup namespaces are created at other moments (see the fields above).
             (None, NamespaceKind::Time | NamespaceKind::Cgroup) => {}
+            (None, NamespaceKind::User | NamespaceKind::Pid) if staged => {}
+            (None, _) if staged => setup.init.unshare_flags |= kind.clone_flag(),
             (None, _) => setup.clone_flags |= kind.clone_flag(),
         }
     }
-    setup.joins.sort_by_key(|j| j.kind != NamespaceKind::User);
+    setup
+        .init
+        .joins
+        .sort_by_key(|j| j.kind != NamespaceKind::User);
     Ok(setup)
 }
 
@@ -347,8 +358,8 @@ pub enum StartGate {
 pub struct InitPlan {
     /// The container id.
     pub id: String,
-    /// Namespaces to join, user namespace first.
-    pub joins: Vec<NamespaceJoin>,
+    /// Namespaces to join and create.
+    pub namespaces: InitNamespaces,
     /// Root filesystem set-up; `None` for `exec`.
     pub rootfs: Option<RootfsPlan>,
     /// Hostname.
@@ -377,9 +388,6 @@ pub struct InitPlan {
     pub seccomp: Option<SeccompPlan>,
     /// Join a new session keyring named after the container.
     pub new_keyring: bool,
-    /// Create the cgroup namespace once in the cgroup (at clone time it would be rooted in the
-    /// runtime's cgroup).
-    pub new_cgroup_namespace: bool,
 }
 
 /// Facts about the runtime process and host that planning depends on, injected for tests.
@@ -741,32 +749,43 @@ mod tests {
             NamespaceKind::Mount.clone_flag() | NamespaceKind::Uts.clone_flag()
         );
         assert_eq!(setup.pid_join, Some(PathBuf::from("/p")));
-        assert_eq!(setup.joins.len(), 1);
-        assert!(setup.new_cgroup && setup.new_time && !setup.new_user);
-        let joined = plan_namespaces(&namespaces(
-            r#"[{"type":"mount","path":"/m"},{"type":"user","path":"/u"}]"#,
-        ))
-        .expect("plan");
-        assert_eq!(joined.joins[0].kind, NamespaceKind::User);
+        assert_eq!(setup.init.joins.len(), 1);
+        assert!(setup.init.new_cgroup && setup.new_time && !setup.new_user_at_clone);
+        assert_eq!(setup.init.unshare_flags, 0);
     }
 
     #[test]
-    fn unsupported_namespace_combinations_are_refused() {
+    fn a_joined_user_namespace_stages_the_new_ones_in_the_init() {
+        let setup = plan_namespaces(&namespaces(
+            r#"[{"type":"mount"},{"type":"pid"},{"type":"user","path":"/u"},{"type":"network","path":"/n"}]"#,
+        ))
+        .expect("plan");
+        assert_eq!(setup.clone_flags, 0);
+        assert_eq!(setup.init.joins[0].kind, NamespaceKind::User);
+        assert_eq!(setup.init.unshare_flags, NamespaceKind::Mount.clone_flag());
+        assert!(setup.init.new_pid && !setup.init.new_user);
+    }
+
+    #[test]
+    fn a_new_user_namespace_with_joined_ones_is_created_by_the_init_after_joining() {
+        let setup = plan_namespaces(&namespaces(
+            r#"[{"type":"mount"},{"type":"pid"},{"type":"user"},{"type":"network","path":"/n"}]"#,
+        ))
+        .expect("plan");
+        assert_eq!(setup.clone_flags, 0);
+        assert!(setup.init.new_user && setup.init.new_pid && !setup.new_user_at_clone);
+        assert_eq!(setup.init.joins[0].kind, NamespaceKind::Network);
+        // Without joins the user namespace is simply cloned.
+        let plain =
+            plan_namespaces(&namespaces(r#"[{"type":"mount"},{"type":"user"}]"#)).expect("plan");
+        assert!(plain.new_user_at_clone && !plain.init.new_user);
+    }
+
+    #[test]
+    fn a_container_without_a_mount_namespace_is_refused() {
         assert!(matches!(
             plan_namespaces(&namespaces(r#"[{"type":"pid"}]"#)),
             Err(NamespaceError::NoMountNamespace)
-        ));
-        assert!(matches!(
-            plan_namespaces(&namespaces(
-                r#"[{"type":"mount"},{"type":"user","path":"/u"}]"#
-            )),
-            Err(NamespaceError::JoinedUserWithNewOthers)
-        ));
-        assert!(matches!(
-            plan_namespaces(&namespaces(
-                r#"[{"type":"mount"},{"type":"user"},{"type":"network","path":"/n"}]"#
-            )),
-            Err(NamespaceError::NewUserWithJoinedOthers)
         ));
     }
 

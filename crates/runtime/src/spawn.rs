@@ -17,6 +17,18 @@ pub(crate) struct IdMaps {
     pub(crate) gid: String,
 }
 
+impl IdMaps {
+    /// Writes the maps of the user namespace `pid` is in.
+    pub(crate) fn write_for(&self, pid: i32) -> io::Result<()> {
+        let write = |file: &str, text: &str| {
+            std::fs::write(format!("/proc/{pid}/{file}"), text)
+                .map_err(|e| io::Error::new(e.kind(), format!("write {file} of {pid}: {e}")))
+        };
+        write("uid_map", &self.uid)?;
+        write("gid_map", &self.gid)
+    }
+}
+
 /// The init as seen from the runtime process.
 pub(crate) struct Spawned {
     /// Host pid of the init.
@@ -48,13 +60,7 @@ pub(crate) fn spawn_init(
             drop(child);
             let pid = pid.as_raw_nonzero().get();
             if let Some(maps) = maps {
-                let write = |file: &str, text: &str| {
-                    std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|e| {
-                        io::Error::new(e.kind(), format!("write {file} of {pid}: {e}"))
-                    })
-                };
-                write("uid_map", &maps.uid)?;
-                write("gid_map", &maps.gid)?;
+                maps.write_for(pid)?;
                 parent.write_all(b"M")?;
             }
             Ok(Spawned {

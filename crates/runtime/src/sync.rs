@@ -27,6 +27,13 @@ pub enum SyncMessage {
     Failed(String),
     /// Runtime to init (`run`): execute the process now.
     Start,
+    /// Init to runtime: it created a user namespace; write its id maps.
+    MapIds,
+    /// Runtime to init: the id maps are written.
+    IdsMapped,
+    /// Init to runtime: it forked into a new pid namespace; this (host) pid is the container's
+    /// process from now on, and the sender exits.
+    Forked(i32),
 }
 
 /// Writes one message.
