@@ -15,5 +15,6 @@ pub mod fd;
 pub mod memory;
 pub mod mount;
 pub mod process;
+pub mod sched;
 pub mod seccomp;
 pub mod signal;

@@ -386,6 +386,8 @@ fn create_gated(
         first_private_fd: first_private,
         seccomp,
         new_keyring: !opts.no_new_keyring,
+        personality: plan::plan_personality(spec).ok().flatten(),
+        memory_policy: plan::plan_memory_policy(spec),
     };
     sync::send(&mut stream, &SyncMessage::Plan(Box::new(init_plan)))
         .map_err(io_step("send the plan to the init"))?;

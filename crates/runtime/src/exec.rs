@@ -242,7 +242,18 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Executed, 
         first_private_fd: first_private,
         seccomp: create::seccomp_plan(&spec)?,
         new_keyring: false,
+        personality: plan::plan_personality(&spec).ok().flatten(),
+        memory_policy: None,
     };
+    if let Some(cpus) = process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.initial().as_deref())
+        .and_then(plan::parse_id_list)
+    {
+        // `initial`: where the process runs until it reaches its cgroup and its final CPUs.
+        testudo_linux::sched::set_cpu_affinity(&cpus).map_err(io_step("set the initial CPUs"))?;
+    }
     let keep: Vec<BorrowedFd<'_>> = console.iter().map(|c| c.as_fd()).collect();
     let spawned = spawn_init(0, &keep, None).map_err(io_step("start the exec process"))?;
     let kill = |pid: i32| {

@@ -125,6 +125,10 @@ fn run(stream: &mut UnixStream) -> Result<Never, InitError> {
         _ => return Err(InitError::Protocol("expected the plan")),
     };
     enter_namespaces(&plan.namespaces, stream)?;
+    if let Some(policy) = &plan.memory_policy {
+        testudo_linux::sched::set_memory_policy(policy.mode, policy.flags, &policy.nodes)
+            .map_err(step("set the memory policy"))?;
+    }
     if plan.new_keyring {
         join_keyring(&plan)?;
     }
@@ -399,6 +403,12 @@ fn become_process(plan: &InitPlan, program: &Path) -> Result<Never, InitError> {
     if let Some(filter) = seccomp_early {
         load_seccomp(filter)?;
     }
+    apply_scheduling(process)?;
+    if let Some(persona) = plan.personality {
+        testudo_linux::process::set_personality(persona)
+            .map_err(step(format!("set personality {persona:#x}")))?;
+    }
+    apply_security_labels(process)?;
     let caps_plan = process.capabilities;
     if let Some(c) = caps_plan {
         let last = caps::last_capability().map_err(step("read cap_last_cap"))?;
@@ -464,6 +474,57 @@ fn become_process(plan: &InitPlan, program: &Path) -> Result<Never, InitError> {
         path: program.display().to_string(),
         source: error,
     })
+}
+
+/// Scheduling policy, I/O priority and CPUs, while the init still has the capabilities they may need.
+fn apply_scheduling(process: &ProcessPlan) -> Result<(), InitError> {
+    let s = &process.scheduling;
+    if let Some(p) = s.scheduler {
+        let attr = testudo_linux::sched::SchedAttr {
+            policy: p.policy,
+            flags: p.flags,
+            nice: p.nice,
+            priority: p.priority,
+            runtime: p.runtime,
+            deadline: p.deadline,
+            period: p.period,
+        };
+        testudo_linux::sched::set_scheduler(&attr)
+            .map_err(step(format!("set scheduler policy {}", p.policy)))?;
+    }
+    if let Some((class, level)) = s.io_priority {
+        testudo_linux::sched::set_io_priority(class, level).map_err(step(format!(
+            "set I/O priority class {class} level {level}"
+        )))?;
+    }
+    if let Some(cpus) = &s.cpus {
+        testudo_linux::sched::set_cpu_affinity(cpus).map_err(step("set the CPU affinity"))?;
+    }
+    Ok(())
+}
+
+/// The AppArmor profile and SELinux label the next `execve` switches to. The spec check refused an
+/// AppArmor profile on a host without AppArmor; an SELinux label is ignored where SELinux is off,
+/// as runc does.
+fn apply_security_labels(process: &ProcessPlan) -> Result<(), InitError> {
+    if let Some(profile) = &process.apparmor_profile {
+        let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
+            "/proc/self/attr/apparmor/exec"
+        } else {
+            "/proc/self/attr/exec"
+        };
+        std::fs::write(attr, format!("exec {profile}"))
+            .map_err(step(format!("set AppArmor profile {profile}")))?;
+    }
+    if let Some(label) = process
+        .selinux_label
+        .as_ref()
+        .filter(|_| crate::spec::selinux_enabled())
+    {
+        std::fs::write("/proc/thread-self/attr/exec", label)
+            .map_err(step(format!("set SELinux label {label}")))?;
+    }
+    Ok(())
 }
 
 /// Supplementary groups cannot be set where `setgroups` is denied (an unprivileged user namespace).

@@ -210,6 +210,176 @@ pub struct CapabilityPlan {
     pub ambient: u64,
 }
 
+/// Scheduling of the process: policy, I/O priority, CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulingPlan {
+    /// `sched_setattr`.
+    pub scheduler: Option<SchedulerPlan>,
+    /// `ioprio_set`: (class, level).
+    pub io_priority: Option<(u32, u32)>,
+    /// CPUs the process runs on (`execCPUAffinity.final`).
+    pub cpus: Option<Vec<usize>>,
+}
+
+/// What `sched_setattr(2)` sets, in the kernel's values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulerPlan {
+    /// `SCHED_*` policy.
+    pub policy: u32,
+    /// `SCHED_FLAG_*` flags.
+    pub flags: u64,
+    /// Nice value (SCHED_OTHER, SCHED_BATCH).
+    pub nice: i32,
+    /// Static priority (SCHED_FIFO, SCHED_RR).
+    pub priority: u32,
+    /// SCHED_DEADLINE runtime, ns.
+    pub runtime: u64,
+    /// SCHED_DEADLINE deadline, ns.
+    pub deadline: u64,
+    /// SCHED_DEADLINE period, ns.
+    pub period: u64,
+}
+
+/// The NUMA memory policy of the container (`linux.memoryPolicy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryPolicyPlan {
+    /// `MPOL_*` mode.
+    pub mode: i32,
+    /// `MPOL_F_*` flags.
+    pub flags: i32,
+    /// Nodes.
+    pub nodes: Vec<usize>,
+}
+
+/// Parses a CPU or node list such as `0-3,7`.
+pub fn parse_id_list(text: &str) -> Option<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+                if a > b || b - a > 65536 {
+                    return None;
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The scheduling part of a process.
+pub fn plan_scheduling(process: &Process) -> SchedulingPlan {
+    use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerFlag, LinuxSchedulerPolicy};
+    let scheduler = process.scheduler().as_ref().map(|s| {
+        let policy = match s.policy() {
+            LinuxSchedulerPolicy::SchedOther => 0,
+            LinuxSchedulerPolicy::SchedFifo => 1,
+            LinuxSchedulerPolicy::SchedRr => 2,
+            LinuxSchedulerPolicy::SchedBatch => 3,
+            LinuxSchedulerPolicy::SchedIso => 4,
+            LinuxSchedulerPolicy::SchedIdle => 5,
+            LinuxSchedulerPolicy::SchedDeadline => 6,
+        };
+        let flags = s.flags().iter().flatten().fold(0u64, |acc, f| {
+            acc | match f {
+                LinuxSchedulerFlag::SchedResetOnFork => 0x01,
+                LinuxSchedulerFlag::SchedFlagReclaim => 0x02,
+                LinuxSchedulerFlag::SchedFlagDLOverrun => 0x04,
+                LinuxSchedulerFlag::SchedFlagKeepPolicy => 0x08,
+                LinuxSchedulerFlag::SchedFlagKeepParams => 0x10,
+                LinuxSchedulerFlag::SchedFlagUtilClampMin => 0x20,
+                LinuxSchedulerFlag::SchedFlagUtilClampMax => 0x40,
+            }
+        });
+        SchedulerPlan {
+            policy,
+            flags,
+            nice: s.nice().unwrap_or(0),
+            priority: u32::try_from(s.priority().unwrap_or(0)).unwrap_or(0),
+            runtime: s.runtime().unwrap_or(0),
+            deadline: s.deadline().unwrap_or(0),
+            period: s.period().unwrap_or(0),
+        }
+    });
+    let io_priority = process.io_priority().as_ref().map(|p| {
+        let class = match p.class() {
+            IOPriorityClass::IoprioClassRt => 1,
+            IOPriorityClass::IoprioClassBe => 2,
+            IOPriorityClass::IoprioClassIdle => 3,
+        };
+        (class, u32::try_from(p.priority()).unwrap_or(0))
+    });
+    let cpus = process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.cpu_affinity_final().as_deref())
+        .and_then(parse_id_list);
+    SchedulingPlan {
+        scheduler,
+        io_priority,
+        cpus,
+    }
+}
+
+/// The `personality(2)` persona of `linux.personality`; `Err` names an unknown flag.
+pub fn plan_personality(spec: &Spec) -> Result<Option<u32>, String> {
+    use oci_spec::runtime::LinuxPersonalityDomain;
+    let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) else {
+        return Ok(None);
+    };
+    let mut persona = match p.domain() {
+        LinuxPersonalityDomain::PerLinux => 0,
+        LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    };
+    for flag in p.flags().iter().flatten() {
+        persona |= match flag.as_str() {
+            "UNAME26" => 0x0020000,
+            "ADDR_NO_RANDOMIZE" => 0x0040000,
+            "FDPIC_FUNCPTRS" => 0x0080000,
+            "MMAP_PAGE_ZERO" => 0x0100000,
+            "ADDR_COMPAT_LAYOUT" => 0x0200000,
+            "READ_IMPLIES_EXEC" => 0x0400000,
+            "ADDR_LIMIT_32BIT" => 0x0800000,
+            "SHORT_INODE" => 0x1000000,
+            "WHOLE_SECONDS" => 0x2000000,
+            "STICKY_TIMEOUTS" => 0x4000000,
+            "ADDR_LIMIT_3GB" => 0x8000000,
+            other => return Err(other.to_string()),
+        };
+    }
+    Ok(Some(persona))
+}
+
+/// The container's memory policy, if the spec sets one.
+pub fn plan_memory_policy(spec: &Spec) -> Option<MemoryPolicyPlan> {
+    use oci_spec::runtime::{MemoryPolicyFlagType, MemoryPolicyModeType};
+    let policy = spec.linux().as_ref()?.memory_policy().as_ref()?;
+    let mode = match policy.mode() {
+        MemoryPolicyModeType::MpolDefault => 0,
+        MemoryPolicyModeType::MpolPreferred => 1,
+        MemoryPolicyModeType::MpolBind => 2,
+        MemoryPolicyModeType::MpolInterleave => 3,
+        MemoryPolicyModeType::MpolLocal => 4,
+        MemoryPolicyModeType::MpolPreferredMany => 5,
+        MemoryPolicyModeType::MpolWeightedInterleave => 6,
+    };
+    let flags = policy.flags().iter().flatten().fold(0, |acc, f| {
+        acc | match f {
+            MemoryPolicyFlagType::MpolFStaticNodes => 1 << 15,
+            MemoryPolicyFlagType::MpolFRelativeNodes => 1 << 14,
+            MemoryPolicyFlagType::MpolFNumaBalancing => 1 << 13,
+        }
+    });
+    let nodes = policy
+        .nodes()
+        .as_deref()
+        .and_then(parse_id_list)
+        .unwrap_or_default();
+    Some(MemoryPolicyPlan { mode, flags, nodes })
+}
+
 /// The process the init becomes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessPlan {
@@ -239,6 +409,12 @@ pub struct ProcessPlan {
     pub console_size: Option<(u16, u16)>,
     /// `oom_score_adj`, when given.
     pub oom_score_adj: Option<i32>,
+    /// Scheduling policy, I/O priority and CPUs.
+    pub scheduling: SchedulingPlan,
+    /// AppArmor profile to execute the process under (only set where AppArmor is enabled).
+    pub apparmor_profile: Option<String>,
+    /// SELinux label to execute the process with (only set where SELinux is enabled).
+    pub selinux_label: Option<String>,
 }
 
 /// A device node to create in the container's `/dev`.
@@ -388,6 +564,10 @@ pub struct InitPlan {
     pub seccomp: Option<SeccompPlan>,
     /// Join a new session keyring named after the container.
     pub new_keyring: bool,
+    /// `personality(2)` persona (`linux.personality`).
+    pub personality: Option<u32>,
+    /// NUMA memory policy.
+    pub memory_policy: Option<MemoryPolicyPlan>,
 }
 
 /// Facts about the runtime process and host that planning depends on, injected for tests.
@@ -542,6 +722,9 @@ pub fn plan_process(process: &Process, facts: &HostFacts) -> (ProcessPlan, Vec<A
             )
         }),
         oom_score_adj,
+        scheduling: plan_scheduling(process),
+        apparmor_profile: process.apparmor_profile().clone().filter(|p| !p.is_empty()),
+        selinux_label: process.selinux_label().clone().filter(|l| !l.is_empty()),
     };
     (plan, adjustments)
 }
@@ -806,6 +989,36 @@ mod tests {
             }]
         );
         assert!(adjustments.is_empty());
+    }
+
+    #[test]
+    fn id_lists_with_ranges() {
+        assert_eq!(parse_id_list("0-3,7"), Some(vec![0, 1, 2, 3, 7]));
+        assert_eq!(parse_id_list("5"), Some(vec![5]));
+        for bad in ["", "a", "3-1", "1,,x", "-1"] {
+            assert_eq!(parse_id_list(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn scheduling_fields_map_to_kernel_values() {
+        let process: Process = serde_json::from_str(
+            r#"{"user":{"uid":0,"gid":0},"cwd":"/","scheduler":{"policy":"SCHED_BATCH","nice":5,"flags":["SCHED_RESET_ON_FORK"]},
+                "ioPriority":{"class":"IOPRIO_CLASS_IDLE","priority":0},"execCPUAffinity":{"final":"0"}}"#,
+        )
+        .expect("process");
+        let plan = plan_scheduling(&process);
+        assert_eq!(
+            plan.scheduler,
+            Some(SchedulerPlan {
+                policy: 3,
+                flags: 1,
+                nice: 5,
+                ..SchedulerPlan::default()
+            })
+        );
+        assert_eq!(plan.io_priority, Some((3, 0)));
+        assert_eq!(plan.cpus, Some(vec![0]));
     }
 
     #[test]

@@ -99,6 +99,23 @@ pub enum SpecError {
     /// Time offsets without a new time namespace.
     #[error("timeOffsets need a new time namespace")]
     NeedsTimeNamespace,
+    /// `linux.personality.flags` has a flag the kernel does not define.
+    #[error("unknown personality flag {0:?}")]
+    UnknownPersonalityFlag(String),
+    /// An AppArmor profile is requested on a host without AppArmor.
+    #[error("process.apparmorProfile is set but AppArmor is not enabled on this host")]
+    AppArmorDisabled,
+    /// A CPU or node list cannot be read.
+    #[error("invalid {field} {value:?}: want a list like 0-3,7")]
+    InvalidIdList {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A field this runtime does not implement (yet) is set.
+    #[error("{0} is not supported by this runtime")]
+    Unsupported(&'static str),
     /// `rootfsPropagation` is not a propagation word.
     #[error("unknown rootfsPropagation {0:?}")]
     UnknownPropagation(String),
@@ -239,12 +256,70 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
     {
         return Err(SpecError::NeedsTimeNamespace);
     }
+    let lists = [
+        (
+            "execCPUAffinity.initial",
+            process
+                .exec_cpu_affinity()
+                .as_ref()
+                .and_then(|a| a.initial().clone()),
+        ),
+        (
+            "execCPUAffinity.final",
+            process
+                .exec_cpu_affinity()
+                .as_ref()
+                .and_then(|a| a.cpu_affinity_final().clone()),
+        ),
+        (
+            "memoryPolicy.nodes",
+            linux
+                .memory_policy()
+                .as_ref()
+                .and_then(|m| m.nodes().clone()),
+        ),
+    ];
+    for (field, value) in lists {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            if crate::plan::parse_id_list(&value).is_none() {
+                return Err(SpecError::InvalidIdList { field, value });
+            }
+        }
+    }
+    if let Err(flag) = crate::plan::plan_personality(spec) {
+        return Err(SpecError::UnknownPersonalityFlag(flag));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(SpecError::Unsupported("linux.intelRdt (resctrl)"));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(SpecError::Unsupported("linux.netDevices"));
+    }
+    if process
+        .apparmor_profile()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+        && !apparmor_enabled()
+    {
+        return Err(SpecError::AppArmorDisabled);
+    }
     if let Some(p) = linux.rootfs_propagation() {
         if crate::mount_options::propagation_flag(p).is_none() {
             return Err(SpecError::UnknownPropagation(p.clone()));
         }
     }
     Ok(rootfs)
+}
+
+/// Whether the kernel has AppArmor enabled.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+/// Whether the kernel has SELinux enabled (its filesystem is mounted).
+pub fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
 }
 
 /// Allows only sysctls that belong to a namespace the container has, as runc does.
