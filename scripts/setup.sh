@@ -19,6 +19,9 @@ PACKAGES=(
     gcc libc6-dev pkg-config
     # newuidmap/newgidmap for user-namespace tests
     uidmap
+    # image tests: the reference registry on 127.0.0.1, skopeo to seed it, htpasswd (bcrypt) for its
+    # basic auth, openssl for the token server's signing certificate
+    docker-registry skopeo apache2-utils openssl
 )
 
 STEP=""

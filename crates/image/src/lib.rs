@@ -1,0 +1,8 @@
+//! Images: everything between an image reference and a root filesystem ready for the runtime:
+//! references, digests, the content-addressed store, manifests and platform selection, safe layer
+//! unpacking, the registry client, OCI layout import/export, and the image config turned into a
+//! runtime spec. Used by `testudod` (later) and by its own tests.
+//!
+//! Non-goals: running containers, snapshots and mounts (`testudo-snapshot`), image building.
+
+pub mod digest;
