@@ -5,4 +5,5 @@
 //!
 //! Non-goals: running containers, snapshots and mounts (`testudo-snapshot`), image building.
 
+pub mod compression;
 pub mod digest;
