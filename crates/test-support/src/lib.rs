@@ -1,7 +1,9 @@
 //! Helpers for testudo's integration tests: a privilege gate, busybox root filesystems and OCI
 //! bundles, a wrapper that drives a runc-compatible runtime binary with a private state root, a
 //! leak checker (mounts, cgroups, state directories), and private podman and containerd
-//! instances whose OCI runtime is the binary under test.
+//! instances whose OCI runtime is the binary under test, OCI image layouts built entry by entry,
+//! and a private reference registry on 127.0.0.1 (anonymous, basic or token auth) with a proxy
+//! that breaks responses on purpose.
 //!
 //! Non-goals: it is not a runtime, contains no testudo logic and depends on no testudo crate, so
 //! that it can check testudo against runc (every helper that takes a runtime binary works with
@@ -21,26 +23,34 @@
 //!   test unwinds.
 //! - Root filesystems are copies of one template built per busybox version and kept in the
 //!   test binary's target directory (see [`BusyboxRootfs`]), so a rootfs costs milliseconds.
-//! - Dependencies beyond the workspace's usual ones: `tempfile` (temporary directories) and
-//!   `sha2` (digests of the OCI image blobs given to `ctr images import`).
+//! - Dependencies beyond the workspace's usual ones: `tempfile` (temporary directories), `sha2`
+//!   (digests of the OCI image blobs it writes), `tar`, `flate2` and `zstd` (test image layers),
+//!   `base64` (basic credentials and the test token server's JWTs).
 
 mod bundle;
 mod command;
 mod containerd;
+mod image_layout;
 mod leak;
 mod mounts;
 mod oci_archive;
 mod podman;
 mod privilege;
+mod registry;
 mod rootfs;
 mod runtime;
 
 pub use bundle::{Bundle, CGROUP_PARENT};
 pub use command::assert_success;
 pub use containerd::{Containerd, CONTAINERD_NAMESPACE};
+pub use image_layout::{
+    host_architecture, BlobRef, Compression, ImageLayout, Layer, TestImage, WrittenImage,
+    OCI_INDEX, OCI_MANIFEST,
+};
 pub use leak::LeakCheck;
 pub use podman::{Podman, PODMAN_ULIMITS};
 pub use privilege::{require_root, REQUIRE_ROOT_ENV};
+pub use registry::{Fault, FaultyProxy, PushFormat, Registry, RegistryAuth};
 pub use rootfs::{
     rootfs_tar, BusyboxRootfs, HOST_BUSYBOX, NOBODY_GID, NOBODY_UID, STAFF_GID, TESTER_GID,
     TESTER_UID,

@@ -94,7 +94,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// The image config; the layer is uncompressed, so its diff id is its digest.
 fn image_config(layer_digest: &str) -> Vec<u8> {
     json!({
-        "architecture": oci_architecture(),
+        "architecture": crate::image_layout::host_architecture(),
         "os": "linux",
         "config": {"Cmd": ["/bin/sh"]},
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]}
@@ -112,17 +112,6 @@ fn manifest(config: &Blob, layer: &Blob) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-/// The host's architecture as OCI (Go's GOARCH) names it; images of another one are not imported.
-fn oci_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "powerpc64" => "ppc64le",
-        "x86" => "386",
-        other => other,
-    }
 }
 
 #[cfg(test)]
