@@ -1,5 +1,6 @@
 //! Safe, `OwnedFd`-based wrappers for the Linux system calls that testudo needs and that `rustix` does
-//! not cover: `clone3`, `execveat`, the protected re-execution of the runtime binary, `mount_setattr`,
+//! not cover: `clone3`, `execveat`, the protected re-execution of the runtime binary, `mount_setattr`
+//! (idmapping included), a user namespace with given mappings held by a descriptor,
 //! seccomp loading, ambient capabilities, file-descriptor passing and inheritance control.
 //!
 //! This is the only crate of the workspace that contains `unsafe` code; every block says which invariant
@@ -18,3 +19,4 @@ pub mod process;
 pub mod sched;
 pub mod seccomp;
 pub mod signal;
+pub mod userns;

@@ -510,7 +510,7 @@ fn features() -> serde_json::Value {
                     "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"],
                 "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
             },
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
             "io.github.testudo.version": env!("CARGO_PKG_VERSION")

@@ -17,6 +17,7 @@ use thiserror::Error;
 use crate::cgroup::ContainerCgroup;
 use crate::hooks::{self, HookError};
 use crate::id::ContainerId;
+use crate::idmap;
 use crate::plan::{self, HookPlan, HostFacts, InitPlan, SeccompPlan, StartGate};
 use crate::spawn::{spawn_init, IdMaps};
 use crate::spec::{self, SpecError};
@@ -61,6 +62,9 @@ pub enum CreateError {
     /// A hook failed.
     #[error(transparent)]
     Hook(#[from] HookError),
+    /// An idmapped mount could not be prepared.
+    #[error(transparent)]
+    IdmappedMount(#[from] idmap::IdmappedMountError),
     /// A system call of the runtime process failed.
     #[error("{step}")]
     Io {
@@ -317,27 +321,33 @@ fn create_gated(
         process_plan.env.push(format!("LISTEN_FDS={listen_fds}"));
         process_plan.env.push("LISTEN_PID=1".to_string());
     }
-    let rootfs_plan = plan::plan_rootfs(
+    let mut rootfs_plan = plan::plan_rootfs(
         spec,
         bundle.rootfs.clone(),
         &bundle.path,
         opts.no_pivot,
         &cgroup.mount_sources(),
-    );
+    )
+    .map_err(SpecError::from)?;
+    // Before the runtime enters the namespaces its children take (see `idmap`).
+    let idmapped_trees = idmap::detach_idmapped_sources(&mut rootfs_plan, first_private)?;
 
     enter_namespaces_for_children(&namespaces, linux)?;
     let maps = IdMaps {
-        uid: id_map_text(linux.uid_mappings().as_deref()),
-        gid: id_map_text(linux.gid_mappings().as_deref()),
+        uid: idmap::id_map_text(linux.uid_mappings().as_deref()),
+        gid: idmap::id_map_text(linux.gid_mappings().as_deref()),
     };
     let keep: Vec<BorrowedFd<'_>> = fifo
         .iter()
         .chain(console.iter())
+        .chain(idmapped_trees.iter())
         .map(|f| f.as_fd())
         .collect();
     let at_clone = namespaces.new_user_at_clone.then_some(&maps);
     let spawned = spawn_init(namespaces.clone_flags, &keep, at_clone)
         .map_err(io_step("start the container init"))?;
+    // The init has its own copies now.
+    drop(idmapped_trees);
     rollback.pid = Some(spawned.pid);
     let mut stream = spawned.stream;
     cgroup.add_process(spawned.pid)?;
@@ -580,13 +590,6 @@ fn init_death(pid: i32) -> CreateError {
         }
         _ => CreateError::InitExited,
     }
-}
-
-fn id_map_text(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> String {
-    maps.into_iter()
-        .flatten()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect()
 }
 
 /// Creates the time namespace for this process's future children and sets its offsets, which the

@@ -16,6 +16,7 @@ pub mod create;
 pub mod exec;
 pub mod hooks;
 pub mod id;
+pub mod idmap;
 pub mod init;
 pub mod mount_options;
 pub mod plan;

@@ -22,6 +22,18 @@ pub struct MountFlags {
     /// `tmpcopyup` (runc's extension): a tmpfs starts with a copy of what the image has at its
     /// destination.
     pub copy_up: bool,
+    /// `idmap` or `ridmap` (runc's extensions): the bind mount is idmapped, with the mount's own
+    /// mappings or else the container's; the last of the two words wins.
+    pub idmap: Option<IdmapOption>,
+}
+
+/// Which of runc's idmap options a mount has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdmapOption {
+    /// `idmap`: only the top mount of the bind is idmapped.
+    Top,
+    /// `ridmap`: every mount of an `rbind` tree is idmapped.
+    Recursive,
 }
 
 const MS_RDONLY: u64 = libc::MS_RDONLY;
@@ -150,6 +162,10 @@ pub fn parse<S: AsRef<str>>(options: &[S]) -> MountFlags {
             }
         } else if option == "tmpcopyup" {
             out.copy_up = true;
+        } else if option == "idmap" {
+            out.idmap = Some(IdmapOption::Top);
+        } else if option == "ridmap" {
+            out.idmap = Some(IdmapOption::Recursive);
         } else if !option.is_empty() {
             data.push(option);
         }
@@ -183,6 +199,15 @@ mod tests {
         assert!(m.copy_up);
         assert_eq!(m.data, "mode=1777");
         assert!(!parse(&["nosuid"]).copy_up);
+    }
+
+    #[test]
+    fn idmap_options_are_recognised_and_the_last_wins() {
+        assert_eq!(parse(&["bind", "idmap"]).idmap, Some(IdmapOption::Top));
+        let m = parse(&["rbind", "idmap", "ridmap"]);
+        assert_eq!(m.idmap, Some(IdmapOption::Recursive));
+        assert_eq!(m.data, "");
+        assert_eq!(parse(&["bind"]).idmap, None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, PosixRlimitType, Process, Spec};
 use serde::{Deserialize, Serialize};
 
+use crate::idmap::{MountIdmap, MountIdmapError};
 use crate::mount_options::{self, MountFlags};
 
 /// A namespace kind with its `clone` flag and `/proc/<pid>/ns` name.
@@ -473,6 +474,12 @@ pub struct MountPlan {
     pub kind: MountKind,
     /// Flags and data from the options.
     pub options: MountFlags,
+    /// How the bind mount is idmapped, if it is.
+    pub idmap: Option<MountIdmap>,
+    /// Descriptor, inherited by the init, of the detached and idmapped tree that the runtime
+    /// process prepared for this mount (see [`crate::idmap`]); the init attaches it in place of a
+    /// bind mount of the source.
+    pub idmapped_tree_fd: Option<i32>,
 }
 
 /// How the init builds the root filesystem.
@@ -753,46 +760,38 @@ fn default_devices() -> Vec<DevicePlan> {
 }
 
 /// Plans the root filesystem from the spec; `cgroup_sources` describes the hierarchies that a mount of
-/// type `cgroup` shows.
+/// type `cgroup` shows. Fails on a mount whose id mappings cannot be applied.
 pub fn plan_rootfs(
     spec: &Spec,
     rootfs: PathBuf,
     bundle: &Path,
     no_pivot: bool,
     cgroup_sources: &[CgroupMountSource],
-) -> RootfsPlan {
+) -> Result<RootfsPlan, MountIdmapError> {
     let linux = spec.linux().as_ref();
-    let mounts = spec
-        .mounts()
-        .iter()
-        .flatten()
-        .map(|m| {
-            let options = mount_options::parse(m.options().as_deref().unwrap_or_default());
-            let fstype = m.typ().clone().unwrap_or_default();
-            let kind = if fstype == "cgroup" || fstype == "cgroup2" {
-                MountKind::Cgroup(cgroup_sources.to_vec())
-            } else if options.flags & libc::MS_BIND != 0 || fstype == "bind" {
-                MountKind::Bind
+    let mut mounts = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let options = mount_options::parse(m.options().as_deref().unwrap_or_default());
+        let fstype = m.typ().clone().unwrap_or_default();
+        let kind = mount_kind(&fstype, &options, cgroup_sources);
+        let source = m.source().as_ref().map(|s| {
+            // Bind sources may be relative to the bundle.
+            if kind == MountKind::Bind && s.is_relative() {
+                bundle.join(s)
             } else {
-                MountKind::Filesystem
-            };
-            let source = m.source().as_ref().map(|s| {
-                // Bind sources may be relative to the bundle.
-                if kind == MountKind::Bind && s.is_relative() {
-                    bundle.join(s)
-                } else {
-                    s.clone()
-                }
-            });
-            MountPlan {
-                destination: m.destination().display().to_string(),
-                source: source.map(|s| s.display().to_string()).unwrap_or_default(),
-                fstype,
-                kind,
-                options,
+                s.clone()
             }
-        })
-        .collect();
+        });
+        mounts.push(MountPlan {
+            destination: m.destination().display().to_string(),
+            source: source.map(|s| s.display().to_string()).unwrap_or_default(),
+            idmap: crate::idmap::plan_mount_idmap(m, kind == MountKind::Bind, linux)?,
+            fstype,
+            kind,
+            options,
+            idmapped_tree_fd: None,
+        });
+    }
     let mut devices = default_devices();
     for d in linux
         .and_then(|l| l.devices().as_ref())
@@ -816,7 +815,7 @@ pub fn plan_rootfs(
             gid: d.gid().unwrap_or(0),
         });
     }
-    RootfsPlan {
+    Ok(RootfsPlan {
         root: rootfs,
         readonly: spec
             .root()
@@ -836,6 +835,22 @@ pub fn plan_rootfs(
             .and_then(|l| l.readonly_paths().clone())
             .unwrap_or_default(),
         no_pivot,
+    })
+}
+
+/// What kind of mount a spec mount of type `fstype` with these options is: the cgroup types first,
+/// then a `bind`/`rbind` option or type `bind`.
+pub fn mount_kind(
+    fstype: &str,
+    options: &MountFlags,
+    cgroup_sources: &[CgroupMountSource],
+) -> MountKind {
+    if fstype == "cgroup" || fstype == "cgroup2" {
+        MountKind::Cgroup(cgroup_sources.to_vec())
+    } else if options.flags & libc::MS_BIND != 0 || fstype == "bind" {
+        MountKind::Bind
+    } else {
+        MountKind::Filesystem
     }
 }
 
@@ -1030,7 +1045,7 @@ mod tests {
                           {"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup"}]}"#,
         )
         .expect("spec");
-        let plan = plan_rootfs(&spec, "/r".into(), Path::new("/b"), false, &[]);
+        let plan = plan_rootfs(&spec, "/r".into(), Path::new("/b"), false, &[]).expect("plan");
         let null: Vec<_> = plan
             .devices
             .iter()
@@ -1046,6 +1061,49 @@ mod tests {
         );
         assert_eq!(plan.mounts[2].kind, MountKind::Cgroup(vec![]));
         assert_eq!(plan.propagation, libc::MS_SLAVE | libc::MS_REC);
+    }
+
+    #[test]
+    fn an_idmapped_bind_is_planned_with_its_mappings_and_no_descriptor_yet() {
+        let spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.2.0","linux":{},
+                "mounts":[{"destination":"/data","source":"data","options":["rbind","ridmap"],
+                           "uidMappings":[{"containerID":1000,"hostID":0,"size":1}],
+                           "gidMappings":[{"containerID":1000,"hostID":0,"size":1}]},
+                          {"destination":"/plain","source":"/tmp","options":["bind"]}]}"#,
+        )
+        .expect("spec");
+        let plan = plan_rootfs(&spec, "/r".into(), Path::new("/b"), false, &[]).expect("plan");
+        let idmapped = &plan.mounts[0];
+        assert_eq!(idmapped.kind, MountKind::Bind);
+        assert_eq!(idmapped.source, "/b/data");
+        assert_eq!(
+            idmapped.idmap,
+            Some(MountIdmap {
+                namespace: crate::idmap::IdmapNamespace::Mappings {
+                    uid: "1000 0 1\n".into(),
+                    gid: "1000 0 1\n".into(),
+                },
+                recursive: true,
+            })
+        );
+        assert_eq!(idmapped.idmapped_tree_fd, None);
+        assert_eq!(plan.mounts[1].idmap, None);
+    }
+
+    #[test]
+    fn mappings_on_a_tmpfs_make_the_plan_fail() {
+        let spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.2.0","mounts":[{"destination":"/scratch","type":"tmpfs","source":"tmpfs",
+                "uidMappings":[{"containerID":0,"hostID":1000,"size":1}],
+                "gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}]}"#,
+        )
+        .expect("spec");
+        let err =
+            plan_rootfs(&spec, "/r".into(), Path::new("/b"), false, &[]).expect_err("refused");
+        assert!(
+            matches!(err, MountIdmapError::NotBind { ref destination } if destination == "/scratch")
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{mkdirat, mknodat, openat2, symlinkat, FileType, Mode, OFlags, ResolveFlags};
+use rustix::mount::{move_mount, MoveMountFlags};
 use testudo_linux::mount::{mount, set_mount_attributes};
 use thiserror::Error;
 
@@ -194,20 +195,41 @@ fn apply_mount(root: BorrowedFd<'_>, m: &MountPlan, cgroupns: bool) -> Result<()
     match &m.kind {
         MountKind::Bind => {
             let source = Path::new(&m.source);
-            let is_file = std::fs::metadata(source)
-                .map(|md| !md.is_dir())
-                .map_err(err("stat bind source", source))?;
+            // An idmapped bind comes ready from the runtime process, as a detached tree.
+            let tree = m
+                .idmapped_tree_fd
+                .map(testudo_linux::fd::adopt_inherited)
+                .transpose()
+                .map_err(err("take the idmapped mount of", dest))?;
+            let is_file = match &tree {
+                Some(tree) => rustix::fs::fstat(tree)
+                    .map(|st| FileType::from_raw_mode(st.st_mode) != FileType::Directory)
+                    .map_err(|e| err("stat bind source", source)(e.into()))?,
+                None => std::fs::metadata(source)
+                    .map(|md| !md.is_dir())
+                    .map_err(err("stat bind source", source))?,
+            };
             let target =
                 make_in_root(root, dest, is_file).map_err(err("create mount point", dest))?;
-            let target = fd_path(target.as_fd());
-            mount(
-                Some(source),
-                &target,
-                None,
-                libc::MS_BIND | (flags & libc::MS_REC),
-                None,
-            )
-            .map_err(err("bind mount", dest))?;
+            match tree {
+                Some(tree) => move_mount(
+                    &tree,
+                    "",
+                    &target,
+                    "",
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+                        | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+                )
+                .map_err(|e| err("attach idmapped mount", dest)(e.into()))?,
+                None => mount(
+                    Some(source),
+                    &fd_path(target.as_fd()),
+                    None,
+                    libc::MS_BIND | (flags & libc::MS_REC),
+                    None,
+                )
+                .map_err(err("bind mount", dest))?,
+            }
             let extra = flags & !(libc::MS_BIND | libc::MS_REC);
             if extra != 0 {
                 let fresh =

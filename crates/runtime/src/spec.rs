@@ -116,6 +116,9 @@ pub enum SpecError {
     /// A field this runtime does not implement (yet) is set.
     #[error("{0} is not supported by this runtime")]
     Unsupported(&'static str),
+    /// A mount's id mappings cannot be applied.
+    #[error(transparent)]
+    MountIdmap(#[from] crate::idmap::MountIdmapError),
     /// `rootfsPropagation` is not a propagation word.
     #[error("unknown rootfsPropagation {0:?}")]
     UnknownPropagation(String),
@@ -238,6 +241,11 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
                 mount.destination().display().to_string(),
             ));
         }
+        let options = crate::mount_options::parse(mount.options().as_deref().unwrap_or_default());
+        let fstype = mount.typ().as_deref().unwrap_or_default();
+        let is_bind =
+            crate::plan::mount_kind(fstype, &options, &[]) == crate::plan::MountKind::Bind;
+        crate::idmap::plan_mount_idmap(mount, is_bind, Some(linux))?;
     }
     let has = |t: LinuxNamespaceType| seen.contains(&t);
     if let Some(sysctl) = linux.sysctl() {
@@ -432,6 +440,36 @@ mod tests {
             load_bundle(dir.path()),
             Err(SpecError::UnsupportedVersion(_))
         ));
+    }
+
+    #[test]
+    fn invalid_mount_id_mappings_are_refused_naming_the_mount() {
+        let with_mount = |mount: &str| {
+            spec_json("").replace(r#""linux":"#, &format!(r#""mounts":[{mount}],"linux":"#))
+        };
+        let maps = r#""uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]"#;
+        let dir = bundle(&with_mount(&format!(
+            r#"{{"destination":"/scratch","type":"tmpfs","source":"tmpfs",{maps}}}"#
+        )));
+        let err = load_bundle(dir.path()).expect_err("tmpfs with mappings");
+        assert_eq!(
+            err.to_string(),
+            "mount /scratch: id mappings are only supported for bind mounts"
+        );
+        let dir = bundle(&with_mount(
+            r#"{"destination":"/data","source":"/tmp","options":["bind"],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}"#,
+        ));
+        let err = load_bundle(dir.path()).expect_err("gid only");
+        assert!(err.to_string().starts_with("mount /data: "), "{err}");
+        let dir = bundle(&with_mount(
+            r#"{"destination":"/data","source":"/tmp","options":["bind","idmap"]}"#,
+        ));
+        let err = load_bundle(dir.path()).expect_err("no user namespace");
+        assert!(err.to_string().contains("idmap option"), "{err}");
+        let dir = bundle(&with_mount(&format!(
+            r#"{{"destination":"/data","source":"/tmp","options":["rbind","ridmap"],{maps}}}"#
+        )));
+        assert!(load_bundle(dir.path()).is_ok());
     }
 
     #[test]
