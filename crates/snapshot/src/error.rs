@@ -81,6 +81,14 @@ pub enum SnapshotError {
         #[source]
         source: serde_json::Error,
     },
+    /// The metadata file was written by a build with another format.
+    #[error("snapshot metadata {} has version {version}, this build reads version 1", path.display())]
+    UnknownVersion {
+        /// The metadata file.
+        path: PathBuf,
+        /// The version it declares.
+        version: u32,
+    },
     /// A file-system operation on the snapshotter's own state failed.
     #[error("cannot {action} {}", path.display())]
     Io {

@@ -171,8 +171,21 @@ impl Store {
     fn load(&self) -> Result<Metadata, SnapshotError> {
         let path = self.root.join(METADATA);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| SnapshotError::CorruptMetadata { path, source }),
+            Ok(bytes) => {
+                let metadata: Metadata = serde_json::from_slice(&bytes).map_err(|source| {
+                    SnapshotError::CorruptMetadata {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                if metadata.version != METADATA_VERSION {
+                    return Err(SnapshotError::UnknownVersion {
+                        path,
+                        version: metadata.version,
+                    });
+                }
+                Ok(metadata)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Metadata::default()),
             Err(e) => Err(SnapshotError::io("read", path)(e)),
         }
@@ -313,10 +326,9 @@ impl Store {
         metadata.snapshots.insert(name, record);
         self.save(&metadata, &lock)?;
         // Only an active overlay snapshot has a work directory, and it is never mounted again.
-        let work = self.work_dir(id);
-        if work.exists() {
-            fs::remove_dir_all(&work).map_err(SnapshotError::io("remove", &work))?;
-        }
+        // The commit has happened: a work directory that stays is harmless and goes with the
+        // snapshot's directory, so failing to remove it is not the commit's failure.
+        let _ = fs::remove_dir_all(self.work_dir(id));
         Ok(())
     }
 
