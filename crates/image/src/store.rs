@@ -6,7 +6,8 @@
 //! blobs/<alg>/<hex>   verified blobs, read-only (0444); a blob is only ever renamed into place
 //!                     after its size and digest were checked, so a file here is always correct
 //! ingest/<alg>-<hex>  a partial download of that blob, kept when a download stops so the next one
-//!                     resumes at its length (the hash state is rebuilt by re-reading it)
+//!                     resumes at its length (the hash state is rebuilt by re-reading it); no
+//!                     sidecar: the expected size is given again by each `ingest` call
 //! ingest/.stage-*     private temp files of `write_blob` and layout imports
 //! images.json         every image record, replaced atomically (temp + fsync + rename + fsync dir)
 //! lock                the collection lock: shared by writers, exclusive by `prune`
@@ -446,11 +447,14 @@ impl ContentStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_error("open", &path)(e)),
             };
-            // Held by a live writer: leave it alone.
-            if !lock::try_lock_exclusive(&file).map_err(io_error("lock", &path))? {
+            let metadata = file.metadata().map_err(io_error("stat", &path))?;
+            // Not ours (the store only makes files here), or held by a live writer.
+            if !metadata.is_file()
+                || !lock::try_lock_exclusive(&file).map_err(io_error("lock", &path))?
+            {
                 continue;
             }
-            let size = file.metadata().map_or(0, |m| m.len());
+            let size = metadata.len();
             // Unlinked while locked, so a writer that opened it just before sees a stale inode
             // once it gets the lock, and starts over on a new file.
             fs::remove_file(&path).map_err(io_error("remove", &path))?;

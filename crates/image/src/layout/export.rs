@@ -54,14 +54,17 @@ pub fn export_layout(
     })?;
     let index = index_document(&records)?;
 
-    let temp = TempPath(temp_sibling(dest));
+    let mut temp = TempPath {
+        path: temp_sibling(dest),
+        kept: false,
+    };
     if as_tar {
-        write_tar(store, &temp.0, &index, &blobs)?;
+        write_tar(store, &temp.path, &index, &blobs)?;
     } else {
-        write_dir(store, &temp.0, &index, &blobs)?;
+        write_dir(store, &temp.path, &index, &blobs)?;
     }
-    fs::rename(&temp.0, dest).map_err(io_error("rename", &temp.0))?;
-    std::mem::forget(temp);
+    fs::rename(&temp.path, dest).map_err(io_error("rename", &temp.path))?;
+    temp.kept = true;
     Ok(())
 }
 
@@ -187,17 +190,23 @@ fn temp_sibling(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-/// A half-written export, removed unless it was renamed into place.
-struct TempPath(PathBuf);
+/// A half-written export, removed unless it was renamed into place (`kept`).
+struct TempPath {
+    path: PathBuf,
+    kept: bool,
+}
 
 impl Drop for TempPath {
     fn drop(&mut self) {
-        match fs::symlink_metadata(&self.0) {
+        if self.kept {
+            return;
+        }
+        match fs::symlink_metadata(&self.path) {
             Ok(m) if m.is_dir() => {
-                let _ = fs::remove_dir_all(&self.0);
+                let _ = fs::remove_dir_all(&self.path);
             }
             Ok(_) => {
-                let _ = fs::remove_file(&self.0);
+                let _ = fs::remove_file(&self.path);
             }
             Err(_) => {}
         }
