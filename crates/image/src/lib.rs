@@ -7,3 +7,5 @@
 
 pub mod compression;
 pub mod digest;
+pub mod layout;
+pub mod store;
