@@ -7,3 +7,5 @@
 
 pub mod compression;
 pub mod digest;
+pub mod manifest;
+pub mod reference;
