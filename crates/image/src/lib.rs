@@ -9,3 +9,4 @@ pub mod compression;
 pub mod digest;
 pub mod manifest;
 pub mod reference;
+pub mod runtime_config;
