@@ -8,4 +8,7 @@
 pub mod compression;
 pub mod digest;
 pub mod layout;
+pub mod manifest;
+pub mod reference;
+pub mod runtime_config;
 pub mod store;
