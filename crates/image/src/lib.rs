@@ -9,6 +9,8 @@ pub mod compression;
 pub mod digest;
 pub mod layout;
 pub mod manifest;
+pub mod pull;
 pub mod reference;
+pub mod registry;
 pub mod runtime_config;
 pub mod store;

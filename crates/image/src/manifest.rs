@@ -153,6 +153,12 @@ pub enum ManifestError {
         /// The platforms the index offers, in index order.
         available: Vec<String>,
     },
+    /// The manifest picked from an index is an index again.
+    #[error("manifest {digest} picked from the index is itself an index")]
+    NestedIndex {
+        /// Its digest.
+        digest: Digest,
+    },
     /// A layer media type this crate cannot unpack.
     #[error("unsupported layer media type {media_type:?}")]
     UnknownLayerMediaType {

@@ -361,6 +361,17 @@ impl ImageLayout {
         (blob, written)
     }
 
+    /// Adds `manifest` (any JSON, valid or not) as a manifest of `media_type` tagged `tag`, for
+    /// tests of what a client makes of unusual or broken manifests.
+    pub fn add_raw_manifest(&mut self, tag: &str, media_type: &str, manifest: &Value) -> BlobRef {
+        let blob = self.write_blob(media_type, manifest.to_string().as_bytes());
+        let mut descriptor = blob.descriptor();
+        descriptor["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+        self.index.push(descriptor);
+        self.write_index();
+        blob
+    }
+
     fn write_index(&self) {
         let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.index});
         fs::write(self.path().join("index.json"), index.to_string()).expect("write index.json");
