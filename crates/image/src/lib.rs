@@ -7,3 +7,4 @@
 
 pub mod compression;
 pub mod digest;
+pub mod unpack;
