@@ -14,3 +14,4 @@ pub mod reference;
 pub mod registry;
 pub mod runtime_config;
 pub mod store;
+pub mod unpack;

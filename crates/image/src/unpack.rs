@@ -1,0 +1,867 @@
+//! Applying one image layer (a tar stream, possibly gzip or zstd compressed) to a directory, as the
+//! OCI image spec's layer section says, without any entry being able to write outside it.
+//!
+//! Design decisions:
+//! - Every entry's parent is resolved with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`
+//!   relative to a descriptor of the target, so symlinks met on the way (a lower layer's
+//!   `/lib -> usr/lib`) are followed as the container will see them, and never lead out. The last
+//!   component is created with `*at()` calls on that parent's descriptor, with `O_EXCL` /
+//!   `O_NOFOLLOW` semantics: whatever was there (a symlink included) is removed and replaced, never
+//!   written through.
+//! - Missing parents are created (0755, as containerd does), but only as real directories: a parent
+//!   that is a symlink whose target does not exist inside the target is refused, never created
+//!   through.
+//! - `..` components are resolved lexically, like tar; one that would climb above the target is
+//!   refused rather than clamped, and so is a hard link whose target does. Symlink targets are data
+//!   and may point anywhere.
+//! - Metadata goes on after the content, in the order the kernel needs: owner (which clears
+//!   set-id bits and file capabilities), then mode, then xattrs (`security.capability` among them),
+//!   then times. Directory times are set last, after their children are written.
+//!   `trusted.overlay.*` xattrs are refused: they are overlayfs's own state.
+//! - The diff_id is hashed below the tar parser, over every byte of the uncompressed stream
+//!   including the end-of-archive padding, so it equals `sha256sum` of the uncompressed layer.
+//! - Speed: one large read buffer, one reused copy buffer, the descriptor of the last parent
+//!   directory cached (entries come grouped by directory), a directory just created becoming that
+//!   cache. The cache is dropped whenever anything is removed, since a removal can unlink it.
+
+mod plan;
+mod tree;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rustix::fs::{
+    chmodat, chownat, fchmod, fchown, fsetxattr, futimens, linkat, lsetxattr, makedev, mkdirat,
+    mknodat, openat, symlinkat, utimensat, AtFlags, FileType, Gid, Mode, OFlags, Timespec,
+    Timestamps, Uid, XattrFlags,
+};
+use rustix::io::Errno;
+
+use crate::compression::LayerCompression;
+use crate::digest::{Algorithm, Digest, DigestWriter};
+use plan::{EntryKind, WhiteoutName};
+
+/// How whiteouts (`.wh.NAME` and `.wh..wh..opq`) are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// The target is an empty overlayfs upper directory that will hold only this layer: `.wh.NAME`
+    /// becomes a 0:0 character device NAME and an opaque marker sets `trusted.overlay.opaque=y` on
+    /// its directory, as overlayfs expects.
+    Overlay,
+    /// The target already holds the lower layers merged: `.wh.NAME` removes NAME (recursively) and
+    /// an opaque marker removes what the lower layers put in its directory, keeping what this layer
+    /// writes there, whatever the order of the entries.
+    Remove,
+}
+
+/// What applying a layer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackSummary {
+    /// The sha256 of the uncompressed tar stream, as the image config's `rootfs.diff_ids` lists it.
+    pub diff_id: Digest,
+    /// The number of tar entries applied (PAX and GNU long-name headers belong to their entry).
+    pub entries: u64,
+    /// The bytes of regular file content written.
+    pub bytes: u64,
+}
+
+/// Why a layer entry was refused before anything was written for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryRefusal {
+    /// The member name is empty.
+    #[error("its name is empty")]
+    EmptyPath,
+    /// The member name contains a NUL byte.
+    #[error("its name contains a NUL byte")]
+    NulInPath,
+    /// A `..` component would leave the target.
+    #[error("its path climbs out of the target with ..")]
+    ClimbsOut,
+    /// A hard link's target has a `..` that would leave the target.
+    #[error("its hard link target climbs out of the target with ..")]
+    LinkClimbsOut,
+    /// A link entry has no link name.
+    #[error("it is a link without a target")]
+    LinkWithoutTarget,
+    /// A hard link names the target directory itself.
+    #[error("its hard link target is the target directory itself")]
+    LinkToTarget,
+    /// A non-directory entry names the target directory itself.
+    #[error("it would replace the target directory with a non-directory")]
+    ReplacesTarget,
+    /// The parent is not a directory inside the target (a file, or a symlink whose target does
+    /// not exist inside it).
+    #[error("its parent does not resolve to a directory inside the target")]
+    ParentNotInside,
+    /// A `.wh.` name without a name to hide.
+    #[error("its whiteout names no file")]
+    WhiteoutNamesNothing,
+    /// A tar entry type this unpacker does not apply (volume labels, multi-volume parts, ...).
+    #[error("its tar type {:?} is not supported", char::from(*.0))]
+    UnsupportedType(u8),
+    /// An xattr in overlayfs's private namespace.
+    #[error("it sets overlayfs's private xattr {0}")]
+    ReservedXattr(String),
+    /// An xattr with an empty name or a NUL byte in it.
+    #[error("it has a malformed xattr name")]
+    MalformedXattr,
+    /// A PAX extended header that does not parse.
+    #[error("its PAX header is malformed")]
+    MalformedPax,
+    /// A numeric header field that does not parse or is out of range.
+    #[error("its {0} field is malformed")]
+    MalformedField(&'static str),
+}
+
+/// Applying a layer failed. The target may be partly written; the caller discards it.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    /// The target directory could not be opened.
+    #[error("cannot open the unpack target {path}")]
+    Target {
+        /// The target.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The layer stream could not be read: corrupt or truncated compression, a bad tar header,
+    /// or the source failing.
+    #[error("reading the {format} layer stream failed after {entries} entries")]
+    Stream {
+        /// `gzip`, `zstd` or `tar`.
+        format: &'static str,
+        /// Entries applied before the failure.
+        entries: u64,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The stream ended inside an entry's content.
+    #[error("layer entry {entry:?} is truncated: {actual} of {expected} bytes")]
+    Truncated {
+        /// The member name as the tar stream gives it.
+        entry: String,
+        /// The size its header gives.
+        expected: u64,
+        /// The bytes there were.
+        actual: u64,
+    },
+    /// An entry was refused as unsafe or malformed.
+    #[error("refusing layer entry {entry:?}: {reason}")]
+    Refused {
+        /// The member name as the tar stream gives it.
+        entry: String,
+        /// Why.
+        reason: EntryRefusal,
+    },
+    /// A filesystem operation for an entry failed.
+    #[error("cannot {step} for layer entry {entry:?}")]
+    Apply {
+        /// The member name as the tar stream gives it.
+        entry: String,
+        /// What was being done.
+        step: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Setting one of an entry's xattrs failed.
+    #[error("cannot set xattr {name} for layer entry {entry:?}")]
+    Xattr {
+        /// The member name as the tar stream gives it.
+        entry: String,
+        /// The xattr.
+        name: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Applies the layer read from `layer` (compressed as `compression`) to the directory `target`,
+/// applying whiteouts as `whiteouts` says, and returns the layer's diff_id.
+///
+/// The whole stream is read, so the diff_id covers the tar's trailing padding. On error the target
+/// may hold part of the layer (never anything outside it); the caller discards it.
+pub fn unpack_layer(
+    layer: impl Read,
+    compression: LayerCompression,
+    target: &Path,
+    whiteouts: WhiteoutMode,
+) -> Result<UnpackSummary, UnpackError> {
+    let format = format_name(compression);
+    let stream_error = |entries: u64| {
+        move |source| UnpackError::Stream {
+            format,
+            entries,
+            source,
+        }
+    };
+    let root = rustix::fs::open(
+        target,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| UnpackError::Target {
+        path: target.to_owned(),
+        source: e.into(),
+    })?;
+    let uncompressed = compression.decompress(layer).map_err(stream_error(0))?;
+    let hashed = HashingReader {
+        inner: uncompressed,
+        digest: DigestWriter::new(Algorithm::Sha256),
+    };
+    // Small enough that content reads of the copy buffer's size bypass it, large enough that
+    // headers of small files come from memory.
+    let mut archive = tar::Archive::new(BufReader::with_capacity(128 << 10, hashed));
+    let mut unpacker = Unpacker::new(root, whiteouts);
+    for entry in archive.entries().map_err(stream_error(unpacker.entries))? {
+        let mut entry = entry.map_err(stream_error(unpacker.entries))?;
+        unpacker.apply(&mut entry).map_err(|failure| {
+            failure.for_entry(
+                String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+                format,
+                unpacker.entries,
+            )
+        })?;
+    }
+    unpacker.set_directory_times()?;
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(stream_error(unpacker.entries))?;
+    Ok(UnpackSummary {
+        diff_id: rest.into_inner().digest.finish(),
+        entries: unpacker.entries,
+        bytes: unpacker.bytes,
+    })
+}
+
+fn format_name(compression: LayerCompression) -> &'static str {
+    match compression {
+        LayerCompression::None => "tar",
+        LayerCompression::Gzip => "gzip",
+        LayerCompression::Zstd => "zstd",
+    }
+}
+
+/// Feeds everything read through it to a digest.
+struct HashingReader<R> {
+    inner: R,
+    digest: DigestWriter,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digest.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// What went wrong with one entry, before its name is attached.
+#[derive(Debug)]
+enum Failure {
+    Refused(EntryRefusal),
+    Io(&'static str, io::Error),
+    Xattr(String, io::Error),
+    Truncated { expected: u64, actual: u64 },
+    Stream(io::Error),
+}
+
+impl Failure {
+    fn for_entry(self, entry: String, format: &'static str, entries: u64) -> UnpackError {
+        match self {
+            Failure::Refused(reason) => UnpackError::Refused { entry, reason },
+            Failure::Io(step, source) => UnpackError::Apply {
+                entry,
+                step,
+                source,
+            },
+            Failure::Xattr(name, source) => UnpackError::Xattr {
+                entry,
+                name,
+                source,
+            },
+            Failure::Truncated { expected, actual } => UnpackError::Truncated {
+                entry,
+                expected,
+                actual,
+            },
+            Failure::Stream(source) => UnpackError::Stream {
+                format,
+                entries,
+                source,
+            },
+        }
+    }
+}
+
+impl From<EntryRefusal> for Failure {
+    fn from(reason: EntryRefusal) -> Self {
+        Failure::Refused(reason)
+    }
+}
+
+fn step(step: &'static str) -> impl FnOnce(Errno) -> Failure {
+    move |errno| Failure::Io(step, errno.into())
+}
+
+/// The metadata an entry carries, read from its header and PAX records.
+struct Metadata {
+    uid: Uid,
+    gid: Gid,
+    mode: Mode,
+    times: Timestamps,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Metadata {
+    fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Metadata, EntryRefusal> {
+        let header = entry.header();
+        let field = EntryRefusal::MalformedField;
+        // tar has already applied PAX uid/gid records to the header.
+        let uid = header.uid().map_err(|_| field("uid"))?;
+        let gid = header.gid().map_err(|_| field("gid"))?;
+        let uid = Uid::from_raw(u32::try_from(uid).map_err(|_| field("uid"))?);
+        let gid = Gid::from_raw(u32::try_from(gid).map_err(|_| field("gid"))?);
+        let mode = Mode::from_raw_mode(header.mode().map_err(|_| field("mode"))? & 0o7777);
+        let mtime = header.mtime().map_err(|_| field("mtime"))?;
+        let mut modified = Timespec {
+            tv_sec: i64::try_from(mtime).map_err(|_| field("mtime"))?,
+            tv_nsec: 0,
+        };
+        let mut accessed = None;
+        let mut xattrs = Vec::new();
+        if let Some(records) = entry
+            .pax_extensions()
+            .map_err(|_| EntryRefusal::MalformedPax)?
+        {
+            for record in records {
+                let record = record.map_err(|_| EntryRefusal::MalformedPax)?;
+                let key = record.key_bytes();
+                if let Some(name) = plan::pax_xattr_name(key) {
+                    plan::check_xattr_name(name)?;
+                    xattrs.push((name.to_vec(), record.value_bytes().to_vec()));
+                } else if key == b"mtime" {
+                    modified =
+                        plan::parse_pax_time(record.value_bytes()).ok_or(field("PAX mtime"))?;
+                } else if key == b"atime" {
+                    accessed =
+                        Some(plan::parse_pax_time(record.value_bytes()).ok_or(field("PAX atime"))?);
+                }
+            }
+        }
+        Ok(Metadata {
+            uid,
+            gid,
+            mode,
+            times: Timestamps {
+                last_access: accessed.unwrap_or(modified),
+                last_modification: modified,
+            },
+            xattrs,
+        })
+    }
+}
+
+/// The state of one layer's application.
+struct Unpacker {
+    root: Rc<OwnedFd>,
+    whiteouts: WhiteoutMode,
+    /// The last parent directory resolved, by normalised path.
+    parent_cache: Option<(Vec<u8>, Rc<OwnedFd>)>,
+    /// In [`WhiteoutMode::Remove`], every path this layer wrote and their ancestors: what an
+    /// opaque marker or a whiteout must not remove.
+    written: HashSet<Vec<u8>>,
+    /// Directory times, applied once all entries are written.
+    directory_times: Vec<(Vec<u8>, Timestamps)>,
+    /// The current entry's normalised path, and its hard link target's; reused buffers.
+    path: Vec<u8>,
+    link: Vec<u8>,
+    copy_buffer: Vec<u8>,
+    entries: u64,
+    bytes: u64,
+}
+
+const COPY_BUFFER: usize = 1 << 20;
+
+impl Unpacker {
+    fn new(root: OwnedFd, whiteouts: WhiteoutMode) -> Unpacker {
+        Unpacker {
+            root: Rc::new(root),
+            whiteouts,
+            parent_cache: None,
+            written: HashSet::new(),
+            directory_times: Vec::new(),
+            path: Vec::new(),
+            link: Vec::new(),
+            copy_buffer: vec![0; COPY_BUFFER],
+            entries: 0,
+            bytes: 0,
+        }
+    }
+
+    fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), Failure> {
+        let kind = plan::entry_kind(entry.header().entry_type())?;
+        if kind == EntryKind::Ignored {
+            return Ok(());
+        }
+        let mut path = std::mem::take(&mut self.path);
+        let result = plan::normalize_into(&entry.path_bytes(), &mut path)
+            .map_err(Failure::from)
+            .and_then(|()| self.apply_at(&path, kind, entry));
+        self.path = path;
+        self.entries += 1;
+        result
+    }
+
+    fn apply_at<R: Read>(
+        &mut self,
+        path: &[u8],
+        kind: EntryKind,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), Failure> {
+        let (parent_path, name) = plan::split_parent(path);
+        if name.is_empty() {
+            return match kind {
+                EntryKind::Directory => self.update_target_directory(entry),
+                _ => Err(EntryRefusal::ReplacesTarget.into()),
+            };
+        }
+        match plan::whiteout_name(name)? {
+            WhiteoutName::None => {}
+            WhiteoutName::AufsMeta => return Ok(()),
+            WhiteoutName::Hide(hidden) => {
+                let meta = Metadata::read(entry)?;
+                return self.whiteout(parent_path, hidden, &meta);
+            }
+            WhiteoutName::Opaque => return self.opaque(parent_path),
+        }
+        if kind == EntryKind::HardLink {
+            return self.hard_link(path, entry);
+        }
+        let meta = Metadata::read(entry)?;
+        let parent = self
+            .parent(parent_path, true)?
+            .ok_or(EntryRefusal::ParentNotInside)?;
+        let parent = parent.as_fd();
+        match kind {
+            EntryKind::File => self.file(parent, name, entry, &meta)?,
+            EntryKind::Directory => self.directory(path, parent, name, &meta)?,
+            EntryKind::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or(EntryRefusal::LinkWithoutTarget)?;
+                self.replacing(parent, name, || symlinkat(&*target, parent, name))
+                    .map_err(step("create the symlink"))?;
+                finish_at(parent, name, &meta, false)?;
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo => {
+                let (file_type, dev) = match kind {
+                    EntryKind::Fifo => (FileType::Fifo, makedev(0, 0)),
+                    _ => {
+                        let header = entry.header();
+                        let major = header.device_major().ok().flatten();
+                        let minor = header.device_minor().ok().flatten();
+                        let (Some(major), Some(minor)) = (major, minor) else {
+                            return Err(EntryRefusal::MalformedField("device number").into());
+                        };
+                        let file_type = if kind == EntryKind::CharDevice {
+                            FileType::CharacterDevice
+                        } else {
+                            FileType::BlockDevice
+                        };
+                        (file_type, makedev(major, minor))
+                    }
+                };
+                self.replacing(parent, name, || {
+                    mknodat(parent, name, file_type, Mode::from_raw_mode(0o600), dev)
+                })
+                .map_err(step("create the node"))?;
+                finish_at(parent, name, &meta, true)?;
+            }
+            EntryKind::HardLink | EntryKind::Ignored => {}
+        }
+        self.record_written(path);
+        Ok(())
+    }
+
+    /// Resolves the directory `path` inside the root, creating missing directories when `create`
+    /// is set; `None` when it is missing and `create` is not.
+    fn parent(&mut self, path: &[u8], create: bool) -> Result<Option<Rc<OwnedFd>>, Failure> {
+        if path.is_empty() {
+            return Ok(Some(Rc::clone(&self.root)));
+        }
+        if let Some((cached, fd)) = &self.parent_cache {
+            if cached == path {
+                return Ok(Some(Rc::clone(fd)));
+            }
+        }
+        let fd = match tree::open_dir_in_root(self.root.as_fd(), path) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) if !create => return Ok(None),
+            Err(Errno::NOENT) => self.make_directories(path)?,
+            Err(Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => {
+                return Err(EntryRefusal::ParentNotInside.into())
+            }
+            Err(e) => return Err(step("open the parent directory")(e)),
+        };
+        Ok(Some(self.cache_parent(path, fd)))
+    }
+
+    fn cache_parent(&mut self, path: &[u8], fd: OwnedFd) -> Rc<OwnedFd> {
+        let fd = Rc::new(fd);
+        let mut cached_path = self.parent_cache.take().map(|(p, _)| p).unwrap_or_default();
+        cached_path.clear();
+        cached_path.extend_from_slice(path);
+        self.parent_cache = Some((cached_path, Rc::clone(&fd)));
+        fd
+    }
+
+    /// Creates the missing directories of `path` (mode 0755, as containerd does). The existing
+    /// prefix is resolved inside the root; below it only real directories are made, so a dangling
+    /// symlink on the way is refused, never created through.
+    fn make_directories(&mut self, path: &[u8]) -> Result<OwnedFd, Failure> {
+        let mut dir: Option<OwnedFd> = None;
+        let mut missing = false;
+        let mut end = 0;
+        for component in path.split(|&b| b == b'/') {
+            let start = if end == 0 { 0 } else { end + 1 };
+            end = start + component.len();
+            let prefix = &path[..end];
+            if !missing {
+                match tree::open_dir_in_root(self.root.as_fd(), prefix) {
+                    Ok(fd) => {
+                        dir = Some(fd);
+                        continue;
+                    }
+                    Err(Errno::NOENT) => missing = true,
+                    Err(Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => {
+                        return Err(EntryRefusal::ParentNotInside.into())
+                    }
+                    Err(e) => return Err(step("open the parent directory")(e)),
+                }
+            }
+            let at = dir.as_ref().map_or(self.root.as_fd(), |d| d.as_fd());
+            match mkdirat(at, component, Mode::from_raw_mode(0o755)) {
+                Ok(()) => {}
+                Err(Errno::EXIST) => return Err(EntryRefusal::ParentNotInside.into()),
+                Err(e) => return Err(step("create a missing parent directory")(e)),
+            }
+            let created = tree::open_dir_at(at, component)
+                .map_err(step("open a created parent directory"))?;
+            fchmod(&created, Mode::from_raw_mode(0o755))
+                .map_err(step("set the mode of a created parent directory"))?;
+            self.record_written(prefix);
+            dir = Some(created);
+        }
+        dir.ok_or(Failure::Refused(EntryRefusal::ParentNotInside))
+    }
+
+    /// Runs `create`; if something is already at `name`, removes it (recursively: a file over a
+    /// directory replaces it, as tar does) and runs `create` again.
+    fn replacing<T>(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        name: &[u8],
+        mut create: impl FnMut() -> rustix::io::Result<T>,
+    ) -> rustix::io::Result<T> {
+        match create() {
+            Err(Errno::EXIST) => {
+                self.removing();
+                tree::remove_tree(parent, name)?;
+                create()
+            }
+            other => other,
+        }
+    }
+
+    /// Forgets the cached parent: a removal may have unlinked it.
+    fn removing(&mut self) {
+        self.parent_cache = None;
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        name: &[u8],
+        entry: &mut tar::Entry<'_, R>,
+        meta: &Metadata,
+    ) -> Result<(), Failure> {
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = self
+            .replacing(parent, name, || {
+                openat(parent, name, flags, Mode::from_raw_mode(0o600))
+            })
+            .map_err(step("create the file"))?;
+        let mut file = File::from(fd);
+        let expected = entry.size();
+        let mut written: u64 = 0;
+        loop {
+            let n = match entry.read(&mut self.copy_buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Failure::Stream(e)),
+            };
+            file.write_all(&self.copy_buffer[..n])
+                .map_err(|e| Failure::Io("write the file", e))?;
+            written += n as u64;
+        }
+        if written != expected {
+            return Err(Failure::Truncated {
+                expected,
+                actual: written,
+            });
+        }
+        self.bytes += written;
+        finish_fd(file.as_fd(), meta)?;
+        futimens(&file, &meta.times).map_err(step("set the times"))
+    }
+
+    fn directory(
+        &mut self,
+        path: &[u8],
+        parent: BorrowedFd<'_>,
+        name: &[u8],
+        meta: &Metadata,
+    ) -> Result<(), Failure> {
+        match mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            // A directory over a directory keeps it (and its contents) and updates its metadata.
+            Err(Errno::EXIST)
+                if tree::kind_at(parent, name).map_err(step("inspect the existing entry"))?
+                    == Some(FileType::Directory) => {}
+            Err(Errno::EXIST) => {
+                self.removing();
+                tree::remove_tree(parent, name).map_err(step("remove the existing entry"))?;
+                mkdirat(parent, name, Mode::from_raw_mode(0o700))
+                    .map_err(step("create the directory"))?;
+            }
+            Err(e) => return Err(step("create the directory")(e)),
+        }
+        let dir = tree::open_dir_at(parent, name).map_err(step("open the directory"))?;
+        finish_fd(dir.as_fd(), meta)?;
+        self.directory_times
+            .push((path.to_vec(), meta.times.clone()));
+        // Its children usually follow.
+        self.cache_parent(path, dir);
+        Ok(())
+    }
+
+    /// A `./` entry: the target's own metadata.
+    fn update_target_directory<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), Failure> {
+        let meta = Metadata::read(entry)?;
+        finish_fd(self.root.as_fd(), &meta)?;
+        self.directory_times.push((Vec::new(), meta.times));
+        Ok(())
+    }
+
+    fn hard_link<R: Read>(
+        &mut self,
+        path: &[u8],
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), Failure> {
+        let raw_target = entry
+            .link_name_bytes()
+            .ok_or(EntryRefusal::LinkWithoutTarget)?;
+        let mut target = std::mem::take(&mut self.link);
+        let result = match plan::normalize_into(&raw_target, &mut target) {
+            Err(EntryRefusal::ClimbsOut) => Err(EntryRefusal::LinkClimbsOut.into()),
+            Err(refusal) => Err(refusal.into()),
+            Ok(()) if target.is_empty() => Err(EntryRefusal::LinkToTarget.into()),
+            // A link to itself: what is there already is the result.
+            Ok(()) if target == path => Ok(()),
+            Ok(()) => self.link_to(path, &target),
+        };
+        self.link = target;
+        result
+    }
+
+    fn link_to(&mut self, path: &[u8], target: &[u8]) -> Result<(), Failure> {
+        let (target_parent_path, target_name) = plan::split_parent(target);
+        let target_parent = match self.parent(target_parent_path, false)? {
+            Some(fd) => fd,
+            None => return Err(step("find the hard link target")(Errno::NOENT)),
+        };
+        let (parent_path, name) = plan::split_parent(path);
+        let parent = self
+            .parent(parent_path, true)?
+            .ok_or(EntryRefusal::ParentNotInside)?;
+        // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink, as tar does, so the link
+        // target's last component is never followed either.
+        self.replacing(parent.as_fd(), name, || {
+            linkat(
+                target_parent.as_fd(),
+                target_name,
+                parent.as_fd(),
+                name,
+                AtFlags::empty(),
+            )
+        })
+        .map_err(step("create the hard link"))?;
+        self.record_written(path);
+        Ok(())
+    }
+
+    fn whiteout(
+        &mut self,
+        parent_path: &[u8],
+        hidden: &[u8],
+        meta: &Metadata,
+    ) -> Result<(), Failure> {
+        match self.whiteouts {
+            WhiteoutMode::Overlay => {
+                let parent = self
+                    .parent(parent_path, true)?
+                    .ok_or(EntryRefusal::ParentNotInside)?;
+                let parent = parent.as_fd();
+                let device = FileType::CharacterDevice;
+                match mknodat(parent, hidden, device, Mode::empty(), makedev(0, 0)) {
+                    Ok(()) => {}
+                    // The upper directory holds only this layer, and a whiteout hides only what
+                    // is below it, never this layer's own entry.
+                    Err(Errno::EXIST) => return Ok(()),
+                    Err(e) => return Err(step("create the whiteout device")(e)),
+                }
+                chownat(
+                    parent,
+                    hidden,
+                    Some(meta.uid),
+                    Some(meta.gid),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(step("set the owner of the whiteout device"))
+            }
+            WhiteoutMode::Remove => {
+                let mut hidden_path = parent_path.to_vec();
+                if !hidden_path.is_empty() {
+                    hidden_path.push(b'/');
+                }
+                hidden_path.extend_from_slice(hidden);
+                if self.written.contains(&hidden_path) {
+                    return Ok(());
+                }
+                let Some(parent) = self.parent(parent_path, false)? else {
+                    return Ok(());
+                };
+                self.removing();
+                tree::remove_tree(parent.as_fd(), hidden).map_err(step("remove the hidden entry"))
+            }
+        }
+    }
+
+    fn opaque(&mut self, dir_path: &[u8]) -> Result<(), Failure> {
+        match self.whiteouts {
+            WhiteoutMode::Overlay => {
+                let dir = self
+                    .parent(dir_path, true)?
+                    .ok_or(EntryRefusal::ParentNotInside)?;
+                fsetxattr(
+                    dir.as_fd(),
+                    "trusted.overlay.opaque",
+                    b"y",
+                    XattrFlags::empty(),
+                )
+                .map_err(|e| Failure::Xattr("trusted.overlay.opaque".to_owned(), e.into()))
+            }
+            WhiteoutMode::Remove => {
+                let Some(dir) = self.parent(dir_path, false)? else {
+                    return Ok(());
+                };
+                self.removing();
+                let mut scratch = dir_path.to_vec();
+                tree::remove_children_except(dir.as_fd(), &mut scratch, &self.written).map_err(
+                    step("remove the lower layers' entries of the opaque directory"),
+                )
+            }
+        }
+    }
+
+    /// Remembers that this layer wrote `path` (and so every directory above it), in the mode where
+    /// whiteouts and opaque markers remove things.
+    fn record_written(&mut self, path: &[u8]) {
+        if self.whiteouts != WhiteoutMode::Remove {
+            return;
+        }
+        let mut end = path.len();
+        while end > 0 {
+            if !self.written.insert(path[..end].to_vec()) {
+                // Its ancestors went in with it.
+                break;
+            }
+            end = path[..end].iter().rposition(|&b| b == b'/').unwrap_or(0);
+        }
+    }
+
+    fn set_directory_times(&mut self) -> Result<(), UnpackError> {
+        for (path, times) in &self.directory_times {
+            let dir = match tree::open_dir_in_root_nofollow(self.root.as_fd(), path) {
+                Ok(dir) => dir,
+                // Removed or replaced by a later entry: its times no longer apply.
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                Err(e) => return Err(directory_times_error(path, e)),
+            };
+            futimens(&dir, times).map_err(|e| directory_times_error(path, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn directory_times_error(path: &[u8], errno: Errno) -> UnpackError {
+    UnpackError::Apply {
+        entry: String::from_utf8_lossy(path).into_owned(),
+        step: "set the directory times",
+        source: errno.into(),
+    }
+}
+
+/// Owner, mode and xattrs of an opened file or directory, in that order (see the module docs).
+fn finish_fd(fd: BorrowedFd<'_>, meta: &Metadata) -> Result<(), Failure> {
+    fchown(fd, Some(meta.uid), Some(meta.gid)).map_err(step("set the owner"))?;
+    fchmod(fd, meta.mode).map_err(step("set the mode"))?;
+    for (name, value) in &meta.xattrs {
+        fsetxattr(fd, name.as_slice(), value, XattrFlags::empty())
+            .map_err(|e| Failure::Xattr(String::from_utf8_lossy(name).into_owned(), e.into()))?;
+    }
+    Ok(())
+}
+
+/// Owner, mode (unless a symlink), xattrs and times of `name` in `parent`, which cannot be opened
+/// (symlinks, devices, fifos); nothing here follows a symlink.
+fn finish_at(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    meta: &Metadata,
+    has_mode: bool,
+) -> Result<(), Failure> {
+    chownat(
+        parent,
+        name,
+        Some(meta.uid),
+        Some(meta.gid),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(step("set the owner"))?;
+    if has_mode {
+        // Just created by mknodat, so not a symlink that chmodat could follow.
+        chmodat(parent, name, meta.mode, AtFlags::empty()).map_err(step("set the mode"))?;
+    }
+    if !meta.xattrs.is_empty() {
+        let path = tree::proc_path(parent, name);
+        for (xattr, value) in &meta.xattrs {
+            lsetxattr(&path, xattr.as_slice(), value, XattrFlags::empty()).map_err(|e| {
+                Failure::Xattr(String::from_utf8_lossy(xattr).into_owned(), e.into())
+            })?;
+        }
+    }
+    utimensat(parent, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW).map_err(step("set the times"))
+}
