@@ -166,6 +166,7 @@ fn every_entry_type_is_created_with_its_metadata() {
         .pax(&[
             ("path", pax_name.as_bytes()),
             ("mtime", b"1500000000.5"),
+            ("atime", b"1400000000"),
             ("SCHILY.xattr.user.comment", b"hello"),
             ("SCHILY.xattr.trusted.note", b"root only"),
             ("SCHILY.xattr.security.capability", &capability),
@@ -193,6 +194,7 @@ fn every_entry_type_is_created_with_its_metadata() {
     assert_eq!(su.mode() & 0o7777, 0o4755, "setuid kept");
     assert_eq!((su.uid(), su.gid()), (1000, 1001));
     assert_eq!(su.mtime(), 1_600_000_000);
+    assert_eq!(su.atime(), 1_600_000_000, "atime defaults to mtime");
     assert_eq!(fs::read(r.join("bin/su")).unwrap(), b"#!/bin/sh\n");
 
     let tmp = fs::symlink_metadata(r.join("tmp")).unwrap();
