@@ -131,6 +131,29 @@ pub async fn pull(
     image: &ImageRef,
     options: &PullOptions,
 ) -> Result<ResolvedImage, PullError> {
+    let _lease = store.lease().map_err(|source| PullError::Store {
+        image: image.to_string(),
+        source: Box::new(source),
+    })?;
+    let fetched = fetch(client, store.clone(), image, options).await?;
+    store
+        .put_image(&fetched.record)
+        .map_err(|source| PullError::Store {
+            image: image.to_string(),
+            source: Box::new(source),
+        })?;
+    Ok(fetched)
+}
+
+/// Downloads and verifies everything of `image` that `store` lacks, without recording the image:
+/// for callers that record it only after more work (unpacking). Hold a [`ContentStore::lease`]
+/// until the record is written, so that a prune cannot take the blobs in between.
+pub async fn fetch(
+    client: Arc<RegistryClient>,
+    store: Arc<ContentStore>,
+    image: &ImageRef,
+    options: &PullOptions,
+) -> Result<ResolvedImage, PullError> {
     let name = image.to_string();
     let registry_error = |source| PullError::Registry {
         image: name.clone(),
@@ -145,8 +168,6 @@ pub async fn pull(
         source: Box::new(source),
     };
 
-    // Prune must not take the blobs of a pull that has not recorded its image yet.
-    let _lease = store.lease().map_err(store_error)?;
     let top = client
         .manifest(image, &image.reference())
         .await
@@ -235,9 +256,7 @@ pub async fn pull(
             size: u64::try_from(top.bytes.len()).unwrap_or(u64::MAX),
         },
     );
-    let resolved = resolve(&store, record.clone(), &options.platform)?;
-    store.put_image(&record).map_err(store_error)?;
-    Ok(resolved)
+    resolve(&store, record, &options.platform)
 }
 
 /// What a failure inside a download task carries until it knows the image's name.

@@ -1,0 +1,67 @@
+//! Pulls and unpacks one image into a fresh image-service root and prints the phase times as
+//! JSON: the testudo side of `bench/image.py`, until `testudoctl image pull` exists.
+//!
+//! Usage: pull --root DIR [--insecure HOST:PORT]... [--copy] REFERENCE
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use testudo_engine::images::{ImageService, ImageServiceConfig, SnapshotterChoice};
+use testudo_image::manifest::Platform;
+use testudo_image::registry::{Credentials, RegistryOptions};
+
+fn usage() -> ! {
+    eprintln!("usage: pull --root DIR [--insecure HOST:PORT]... [--copy] REFERENCE");
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut root, mut insecure, mut reference) = (None, Vec::new(), None);
+    let mut snapshotter = SnapshotterChoice::Auto;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--root" => root = Some(PathBuf::from(args.next().unwrap_or_else(|| usage()))),
+            "--insecure" => insecure.push(args.next().unwrap_or_else(|| usage())),
+            "--copy" => snapshotter = SnapshotterChoice::Copy,
+            _ if reference.is_none() && !arg.starts_with('-') => reference = Some(arg),
+            _ => usage(),
+        }
+    }
+    let (Some(root), Some(reference)) = (root, reference) else {
+        usage()
+    };
+    let config = ImageServiceConfig {
+        root,
+        registry: RegistryOptions {
+            insecure,
+            credentials: Credentials::from_default_files().unwrap_or_default(),
+            timeout: Duration::from_secs(30),
+        },
+        snapshotter,
+        platform: Platform::host(),
+    };
+    let result = match ImageService::open(config) {
+        Ok(images) => images.pull_with_phases(&reference, true).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((info, phases)) => println!(
+            "{}",
+            serde_json::json!({"image": info.name, "layers": info.layers, "bytes": info.size,
+                "fetch_seconds": phases.fetch.as_secs_f64(),
+                "unpack_seconds": phases.unpack.as_secs_f64()})
+        ),
+        Err(e) => {
+            let mut line = format!("pull: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                line.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            eprintln!("{line}");
+            std::process::exit(1)
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! The image service: pulls and imports into the content store, unpacks each layer once into a
+//! committed snapshot named by its ChainID (shared by every image that has the layer), prepares a
+//! container's writable root filesystem on top, and collects what no image or container uses.
+
+use std::collections::HashSet;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use testudo_image::layout::{export_layout, import_layout, LayoutError};
+use testudo_image::manifest::Platform;
+use testudo_image::pull::{fetch, resolve, PullError, PullOptions, ResolvedImage};
+use testudo_image::reference::{ImageRef, ReferenceError};
+use testudo_image::registry::{RegistryClient, RegistryError, RegistryOptions};
+use testudo_image::store::{ContentStore, ImageRecord, StoreError};
+use testudo_image::unpack::{unpack_layer, UnpackError, WhiteoutMode};
+use testudo_snapshot::{
+    overlay_supported, CopySnapshotter, Mount, OverlaySnapshotter, SnapshotError, SnapshotKind,
+    Snapshotter, WhiteoutFormat,
+};
+
+/// Why an image operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The image reference cannot be parsed.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// The registry client cannot be set up.
+    #[error("cannot set up the registry client")]
+    Client(#[source] RegistryError),
+    /// Pulling, or reading a stored image, failed.
+    #[error(transparent)]
+    Pull(#[from] Box<PullError>),
+    /// The content store failed.
+    #[error("image store")]
+    Store(#[from] Box<StoreError>),
+    /// Importing or exporting an image layout failed.
+    #[error(transparent)]
+    Layout(#[from] Box<LayoutError>),
+    /// No image has this name.
+    #[error("image {name:?} not found")]
+    NotFound {
+        /// The canonical name asked for.
+        name: String,
+    },
+    /// A snapshot operation failed.
+    #[error("snapshot")]
+    Snapshot(#[from] SnapshotError),
+    /// A layer could not be unpacked.
+    #[error("cannot unpack layer {digest} of {image}")]
+    Unpack {
+        /// The image.
+        image: String,
+        /// The layer blob.
+        digest: String,
+        /// The cause.
+        #[source]
+        source: Box<UnpackError>,
+    },
+    /// A layer's content does not hash to the diff id the config lists.
+    #[error("layer {digest} of {image} unpacks to {actual}, but the config says {expected}")]
+    DiffIdMismatch {
+        /// The image.
+        image: String,
+        /// The layer blob.
+        digest: String,
+        /// The config's diff id.
+        expected: String,
+        /// What the content hashed to.
+        actual: String,
+    },
+    /// A blocking task (unpacking, snapshot copies) panicked or was cancelled.
+    #[error("a background task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl From<StoreError> for ImageError {
+    fn from(e: StoreError) -> Self {
+        ImageError::Store(Box::new(e))
+    }
+}
+
+impl From<PullError> for ImageError {
+    fn from(e: PullError) -> Self {
+        ImageError::Pull(Box::new(e))
+    }
+}
+
+impl From<LayoutError> for ImageError {
+    fn from(e: LayoutError) -> Self {
+        ImageError::Layout(Box::new(e))
+    }
+}
+
+/// Which snapshotter holds unpacked layers and container root filesystems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotterChoice {
+    /// overlayfs where the host supports it, else full copies.
+    Auto,
+    /// overlayfs.
+    Overlay,
+    /// Full copies of the merged tree (no overlayfs needed).
+    Copy,
+}
+
+/// Where and how the image service keeps its data.
+#[derive(Debug, Clone)]
+pub struct ImageServiceConfig {
+    /// `content/` (the store) and `snapshots/` go here.
+    pub root: PathBuf,
+    /// How registries are reached.
+    pub registry: RegistryOptions,
+    /// Which snapshotter to use.
+    pub snapshotter: SnapshotterChoice,
+    /// The platform chosen from multi-platform images.
+    pub platform: Platform,
+}
+
+/// What the service tells about one image.
+#[derive(Debug, Clone)]
+pub struct ImageInfo {
+    /// The canonical name (`docker.io/library/busybox:latest`).
+    pub name: String,
+    /// The digest of its top-level manifest or index.
+    pub digest: String,
+    /// The digest of the platform's manifest.
+    pub manifest_digest: String,
+    /// Sum of the layer blob sizes.
+    pub size: u64,
+    /// The number of layers.
+    pub layers: usize,
+    /// When it was recorded (RFC 3339).
+    pub created: String,
+    /// The image config.
+    pub config: oci_spec::image::ImageConfiguration,
+}
+
+impl ImageInfo {
+    fn of(resolved: &ResolvedImage) -> Self {
+        ImageInfo {
+            name: resolved.record.name.clone(),
+            digest: resolved.record.target.digest.to_string(),
+            manifest_digest: resolved.manifest_digest.to_string(),
+            size: resolved.layers.iter().map(|l| l.size).sum(),
+            layers: resolved.layers.len(),
+            created: resolved.record.created.clone(),
+            config: resolved.config.clone(),
+        }
+    }
+}
+
+/// How long the phases of a pull took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullPhases {
+    /// Manifests, config and every missing blob downloaded and verified.
+    pub fetch: Duration,
+    /// Every layer without a snapshot unpacked.
+    pub unpack: Duration,
+}
+
+/// What [`ImageService::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneSummary {
+    /// Blobs removed from the content store.
+    pub blobs: u64,
+    /// Bytes they held.
+    pub bytes: u64,
+    /// Unpacked layer snapshots removed.
+    pub snapshots: u64,
+}
+
+/// Images: the content store, the snapshots and the registry client, shared by every request.
+pub struct ImageService {
+    store: Arc<ContentStore>,
+    snapshots: Arc<dyn Snapshotter>,
+    client: Arc<RegistryClient>,
+    platform: Platform,
+}
+
+impl std::fmt::Debug for ImageService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageService")
+            .field("store", &self.store.root())
+            .field("snapshots", &self.snapshots.root())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Canonical name of a user's image reference: `busybox` is `docker.io/library/busybox:latest`.
+pub fn canonical_name(reference: &str) -> Result<String, ImageError> {
+    Ok(ImageRef::parse(reference)?.to_string())
+}
+
+impl ImageService {
+    /// Opens (creating) the store and snapshots under `config.root`; removes what a crash left.
+    pub fn open(config: ImageServiceConfig) -> Result<Self, ImageError> {
+        let store = Arc::new(ContentStore::open(&config.root.join("content"))?);
+        let snapshot_root = config.root.join("snapshots");
+        std::fs::create_dir_all(&snapshot_root).map_err(|source| {
+            ImageError::Snapshot(SnapshotError::Io {
+                action: "create",
+                path: snapshot_root.clone(),
+                source,
+            })
+        })?;
+        let overlay = match config.snapshotter {
+            SnapshotterChoice::Overlay => true,
+            SnapshotterChoice::Copy => false,
+            SnapshotterChoice::Auto => overlay_supported(&snapshot_root),
+        };
+        let snapshots: Arc<dyn Snapshotter> = if overlay {
+            Arc::new(OverlaySnapshotter::open(&snapshot_root.join("overlay"))?)
+        } else {
+            Arc::new(CopySnapshotter::open(&snapshot_root.join("copy"))?)
+        };
+        snapshots.cleanup()?;
+        let client = Arc::new(RegistryClient::new(config.registry).map_err(ImageError::Client)?);
+        Ok(ImageService {
+            store,
+            snapshots,
+            client,
+            platform: config.platform,
+        })
+    }
+
+    /// The content store.
+    pub fn store(&self) -> &ContentStore {
+        &self.store
+    }
+
+    /// The snapshotter.
+    pub fn snapshotter(&self) -> &dyn Snapshotter {
+        &*self.snapshots
+    }
+
+    /// Pulls `reference` and unpacks its layers.
+    pub async fn pull(&self, reference: &str, progress: bool) -> Result<ImageInfo, ImageError> {
+        Ok(self.pull_with_phases(reference, progress).await?.0)
+    }
+
+    /// [`Self::pull`], telling how long fetching and unpacking took.
+    pub async fn pull_with_phases(
+        &self,
+        reference: &str,
+        progress: bool,
+    ) -> Result<(ImageInfo, PullPhases), ImageError> {
+        let image = ImageRef::parse(reference)?;
+        let options = PullOptions {
+            platform: self.platform.clone(),
+            progress,
+            ..PullOptions::default()
+        };
+        // Recorded only once unpacked: an image whose layers cannot be unpacked is not offered.
+        let _lease = self.store.lease()?;
+        let started = Instant::now();
+        let resolved = fetch(self.client.clone(), self.store.clone(), &image, &options).await?;
+        let fetched = Instant::now();
+        self.unpack(&resolved).await?;
+        let phases = PullPhases {
+            fetch: fetched - started,
+            unpack: fetched.elapsed(),
+        };
+        self.store.put_image(&resolved.record)?;
+        tracing::info!(image = %resolved.record.name, fetch_ms = phases.fetch.as_millis(),
+            unpack_ms = phases.unpack.as_millis(), "pulled");
+        Ok((ImageInfo::of(&resolved), phases))
+    }
+
+    /// Imports every image of an OCI layout (directory or tar); `default_name` names entries
+    /// that carry only a tag. Each is unpacked.
+    pub async fn import(
+        &self,
+        source: &Path,
+        default_name: Option<&str>,
+    ) -> Result<Vec<ImageInfo>, ImageError> {
+        let (store, source, default_name) = (
+            self.store.clone(),
+            source.to_owned(),
+            default_name.map(str::to_owned),
+        );
+        let records = tokio::task::spawn_blocking(move || {
+            import_layout(&store, &source, default_name.as_deref())
+        })
+        .await??;
+        let mut out = Vec::new();
+        let mut names = Vec::new();
+        for record in records {
+            names.push(record.name.clone());
+            let unpacked = self.unpack_imported(record).await;
+            match unpacked {
+                Ok(info) => {
+                    names.push(info.name.clone());
+                    out.push(info);
+                }
+                Err(e) => {
+                    // An image that cannot be unpacked is not offered: drop what this import named
+                    // (original and canonical names; a name already gone is fine).
+                    for name in &names {
+                        let _ = self.store.remove_image(name);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn unpack_imported(&self, record: ImageRecord) -> Result<ImageInfo, ImageError> {
+        let record = self.canonicalize(record)?;
+        let resolved = resolve(&self.store, record, &self.platform)?;
+        self.unpack(&resolved).await?;
+        Ok(ImageInfo::of(&resolved))
+    }
+
+    /// Records an imported image under its canonical name when the layout used a short one.
+    fn canonicalize(&self, record: ImageRecord) -> Result<ImageRecord, ImageError> {
+        let Ok(canonical) = canonical_name(&record.name) else {
+            return Ok(record);
+        };
+        if canonical == record.name {
+            return Ok(record);
+        }
+        let renamed = ImageRecord {
+            name: canonical,
+            ..record.clone()
+        };
+        self.store.put_image(&renamed)?;
+        self.store.remove_image(&record.name)?;
+        Ok(renamed)
+    }
+
+    /// Writes the named images as an OCI layout at `dest` (a directory, or a tar file).
+    pub async fn export(
+        &self,
+        references: &[&str],
+        dest: &Path,
+        as_tar: bool,
+    ) -> Result<(), ImageError> {
+        let mut names = Vec::new();
+        for r in references {
+            names.push(self.record(r)?.name);
+        }
+        let (store, dest) = (self.store.clone(), dest.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            export_layout(&store, &names, &dest, as_tar)
+        })
+        .await??;
+        Ok(())
+    }
+
+    fn record(&self, reference: &str) -> Result<ImageRecord, ImageError> {
+        let name = canonical_name(reference).unwrap_or_else(|_| reference.to_owned());
+        match self.store.image(&name) {
+            Ok(record) => Ok(record),
+            Err(StoreError::ImageNotFound { .. }) => Err(ImageError::NotFound { name }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The stored image `reference`, resolved for the service's platform.
+    pub fn resolve(&self, reference: &str) -> Result<ResolvedImage, ImageError> {
+        let record = self.record(reference)?;
+        Ok(resolve(&self.store, record, &self.platform)?)
+    }
+
+    /// Describes the stored image `reference`.
+    pub fn inspect(&self, reference: &str) -> Result<ImageInfo, ImageError> {
+        Ok(ImageInfo::of(&self.resolve(reference)?))
+    }
+
+    /// Every stored image, by name.
+    pub fn list(&self) -> Result<Vec<ImageInfo>, ImageError> {
+        let mut out = Vec::new();
+        for record in self.store.images()? {
+            out.push(ImageInfo::of(&resolve(
+                &self.store,
+                record,
+                &self.platform,
+            )?));
+        }
+        Ok(out)
+    }
+
+    /// Removes the image record `reference`; its content goes with the next [`Self::prune`].
+    pub fn remove(&self, reference: &str) -> Result<(), ImageError> {
+        let record = self.record(reference)?;
+        self.store.remove_image(&record.name)?;
+        Ok(())
+    }
+
+    /// Unpacks every layer of `image` that has no snapshot yet, bottom first.
+    pub async fn unpack(&self, image: &ResolvedImage) -> Result<(), ImageError> {
+        let (store, snapshots, image) = (self.store.clone(), self.snapshots.clone(), image.clone());
+        tokio::task::spawn_blocking(move || unpack_image(&store, &*snapshots, &image)).await?
+    }
+
+    /// Prepares the writable root filesystem `key` of a container on top of `reference`'s
+    /// layers (unpacking them if an import or a crash left them packed) and returns its mounts.
+    pub async fn prepare_rootfs(
+        &self,
+        reference: &str,
+        key: &str,
+    ) -> Result<Vec<Mount>, ImageError> {
+        let image = self.resolve(reference)?;
+        self.unpack(&image).await?;
+        let parent = image.layers.last().map(|l| l.chain_id.to_string());
+        let snapshots = self.snapshots.clone();
+        let key = key.to_owned();
+        Ok(
+            tokio::task::spawn_blocking(move || snapshots.prepare(&key, parent.as_deref()))
+                .await??,
+        )
+    }
+
+    /// Removes a container's root filesystem snapshot (it must not be mounted).
+    pub fn remove_rootfs(&self, key: &str) -> Result<(), ImageError> {
+        Ok(self.snapshots.remove(key)?)
+    }
+
+    /// Removes the blobs and unpacked layers that no image, and no container root filesystem,
+    /// needs any more.
+    pub fn prune(&self) -> Result<PruneSummary, ImageError> {
+        let mut needed = HashSet::new();
+        for record in self.store.images()? {
+            if let Ok(image) = resolve(&self.store, record, &self.platform) {
+                needed.extend(image.layers.iter().map(|l| l.chain_id.to_string()));
+            }
+        }
+        let mut removed = 0;
+        // Children first: a layer snapshot can go once nothing is stacked on it.
+        loop {
+            let all = self.snapshots.list()?;
+            let parents: HashSet<&str> = all.iter().filter_map(|s| s.parent.as_deref()).collect();
+            let doomed: Vec<&str> = all
+                .iter()
+                .filter(|s| s.kind == SnapshotKind::Committed)
+                .filter(|s| !needed.contains(&s.key) && !parents.contains(s.key.as_str()))
+                .map(|s| s.key.as_str())
+                .collect();
+            if doomed.is_empty() {
+                break;
+            }
+            for key in doomed {
+                self.snapshots.remove(key)?;
+                removed += 1;
+            }
+        }
+        let report = self.store.prune()?;
+        Ok(PruneSummary {
+            blobs: report.blobs_removed,
+            bytes: report.bytes_freed,
+            snapshots: removed,
+        })
+    }
+}
+
+/// A key no other unpack in any process uses: the extraction's active snapshot.
+fn extraction_key(chain_id: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("extract-{}-{n}-{chain_id}", std::process::id())
+}
+
+fn unpack_image(
+    store: &ContentStore,
+    snapshots: &dyn Snapshotter,
+    image: &ResolvedImage,
+) -> Result<(), ImageError> {
+    let mode = match snapshots.whiteout_format() {
+        WhiteoutFormat::Overlay => WhiteoutMode::Overlay,
+        WhiteoutFormat::Remove => WhiteoutMode::Remove,
+    };
+    let mut parent: Option<String> = None;
+    for layer in &image.layers {
+        let name = layer.chain_id.to_string();
+        if snapshots.stat(&name).is_ok() {
+            parent = Some(name);
+            continue;
+        }
+        let key = extraction_key(&name);
+        snapshots.prepare(&key, parent.as_deref())?;
+        let committed = unpack_into(store, snapshots, image, layer, &key, mode)
+            .and_then(|()| Ok(snapshots.commit(&name, &key)?));
+        if let Err(e) = committed {
+            if let Err(cleanup) = snapshots.remove(&key) {
+                tracing::warn!(key, error = %cleanup, "cannot remove a failed extraction");
+            }
+            // AlreadyExists: another unpack of the same layer won the race; its snapshot serves.
+            if !matches!(e, ImageError::Snapshot(SnapshotError::AlreadyExists { .. })) {
+                return Err(e);
+            }
+        }
+        parent = Some(name);
+    }
+    Ok(())
+}
+
+fn unpack_into(
+    store: &ContentStore,
+    snapshots: &dyn Snapshotter,
+    image: &ResolvedImage,
+    layer: &testudo_image::pull::ImageLayer,
+    key: &str,
+    mode: WhiteoutMode,
+) -> Result<(), ImageError> {
+    let target = snapshots.upper_dir(key)?;
+    let blob = store.open_blob(&layer.digest)?;
+    let unpack_error = |source| ImageError::Unpack {
+        image: image.record.name.clone(),
+        digest: layer.digest.to_string(),
+        source: Box::new(source),
+    };
+    let summary = unpack_layer(
+        BufReader::with_capacity(1 << 20, blob),
+        layer.compression,
+        &target,
+        mode,
+    )
+    .map_err(unpack_error)?;
+    if summary.diff_id != layer.diff_id {
+        return Err(ImageError::DiffIdMismatch {
+            image: image.record.name.clone(),
+            digest: layer.digest.to_string(),
+            expected: layer.diff_id.to_string(),
+            actual: summary.diff_id.to_string(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The image service end to end: images the tests build are pushed to a real registry, pulled,
+//! unpacked into snapshots, mounted as a container's root filesystem and run with the testudo
+//! runtime, which shows from inside what the layers made of the tree.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use oci_spec::runtime::Spec;
+use testudo_engine::images::{ImageService, ImageServiceConfig, SnapshotterChoice};
+use testudo_image::manifest::Platform;
+use testudo_image::registry::{Credentials, RegistryOptions};
+use testudo_image::runtime_config::{apply_image_config, ProcessOverrides};
+use testudo_snapshot::{mount_all, unmount, SnapshotKind};
+use testudo_test_support::{
+    require_root, unique_id, BusyboxRootfs, Compression, ImageLayout, Layer, PushFormat, Registry,
+    Runtime, TestImage,
+};
+
+fn service(root: &Path, registry: &Registry, snapshotter: SnapshotterChoice) -> ImageService {
+    ImageService::open(ImageServiceConfig {
+        root: root.to_owned(),
+        registry: RegistryOptions {
+            insecure: vec![registry.address()],
+            credentials: Credentials::none(),
+            timeout: Duration::from_secs(10),
+        },
+        snapshotter,
+        platform: Platform::host(),
+    })
+    .unwrap()
+}
+
+/// busybox; a layer adding /data/lower; one deleting /etc/group's sibling file, making /data
+/// opaque with a new file; a zstd layer adding one more; runs as `tester` in /data.
+fn layered_image(base: &Layer) -> TestImage {
+    TestImage::new(vec![
+        base.clone(),
+        Layer::new()
+            .dir("data", 0o755)
+            .file("data/lower", b"lower\n", 0o644)
+            .file("etc/motd", b"motd\n", 0o644),
+        Layer::new()
+            .whiteout("etc/motd")
+            .dir("data", 0o755)
+            .opaque("data")
+            .file("data/new", b"second layer\n", 0o644),
+        Layer::new()
+            .compression(Compression::Zstd)
+            .file("data/zstd", b"third layer\n", 0o600),
+    ])
+    .config(serde_json::json!({
+        "Cmd": ["/bin/sh", "-c", "ls /data; cat /data/new; test -e /etc/motd && echo motd || echo no-motd; id -un; pwd; echo $GREETING"],
+        "Env": ["GREETING=from-the-image"],
+        "User": "tester",
+        "WorkingDir": "/data",
+    }))
+}
+
+fn push(registry: &Registry, image: &TestImage, repo_tag: &str) {
+    let mut layout = ImageLayout::new();
+    layout.add_image("v1", image);
+    registry.push(layout.path(), "v1", repo_tag, PushFormat::Oci, false);
+}
+
+/// Mounts the container's root filesystem, runs the image's command with testudo and returns
+/// its output; everything is unmounted and removed again.
+async fn run_image(images: &ImageService, reference: &str) -> String {
+    let id = unique_id("image");
+    let mounts = images.prepare_rootfs(reference, &id).await.unwrap();
+    let bundle = tempfile::tempdir().unwrap();
+    let rootfs = bundle.path().join("rootfs");
+    std::fs::create_dir(&rootfs).unwrap();
+    mount_all(&mounts, &rootfs).unwrap();
+
+    let image = images.resolve(reference).unwrap();
+    let mut spec = Spec::default();
+    apply_image_config(
+        &mut spec,
+        &image.config,
+        &rootfs,
+        &ProcessOverrides::default(),
+    )
+    .unwrap();
+    let mut value = serde_json::to_value(&spec).unwrap();
+    value["root"] = serde_json::json!({"path": "rootfs", "readonly": false});
+    value["process"]["terminal"] = false.into();
+    value["linux"]["cgroupsPath"] = format!("/testudo-test/{id}").into();
+    std::fs::write(bundle.path().join("config.json"), value.to_string()).unwrap();
+
+    let runtime = Runtime::new(&testudo_test_support::testudo_binary());
+    let output = runtime
+        .cmd(["run", "--bundle", bundle.path().to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    unmount(&rootfs).unwrap();
+    images.remove_rootfs(&id).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+const EXPECTED: &str = "new\nzstd\nsecond layer\nno-motd\ntester\n/data\nfrom-the-image\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pulled_image_runs_with_its_layers_whiteouts_and_config_on_overlay() {
+    if !require_root() {
+        return;
+    }
+    let registry = Registry::start();
+    let base = Layer::from_dir(BusyboxRootfs::new().path());
+    push(&registry, &layered_image(&base), "test/layered:v1");
+    let root = tempfile::tempdir().unwrap();
+    let images = service(root.path(), &registry, SnapshotterChoice::Overlay);
+    let reference = format!("{}/test/layered:v1", registry.address());
+    let info = images.pull(&reference, false).await.unwrap();
+    assert_eq!(info.layers, 4);
+    assert_eq!(run_image(&images, &reference).await, EXPECTED);
+    // The container's snapshot is gone; the four layers stay committed.
+    let snapshots = images.snapshotter().list().unwrap();
+    assert_eq!(snapshots.len(), 4, "{snapshots:?}");
+    assert!(snapshots.iter().all(|s| s.kind == SnapshotKind::Committed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_snapshotter_gives_the_same_tree_without_overlayfs() {
+    if !require_root() {
+        return;
+    }
+    let registry = Registry::start();
+    let base = Layer::from_dir(BusyboxRootfs::new().path());
+    push(&registry, &layered_image(&base), "test/layered:v1");
+    let root = tempfile::tempdir().unwrap();
+    let images = service(root.path(), &registry, SnapshotterChoice::Copy);
+    let reference = format!("{}/test/layered:v1", registry.address());
+    images.pull(&reference, false).await.unwrap();
+    assert_eq!(run_image(&images, &reference).await, EXPECTED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_shared_by_two_images_is_unpacked_once_and_prune_keeps_what_is_used() {
+    if !require_root() {
+        return;
+    }
+    let registry = Registry::start();
+    let base = Layer::from_dir(BusyboxRootfs::new().path());
+    push(&registry, &layered_image(&base), "test/first:v1");
+    let other = TestImage::new(vec![base.clone(), Layer::new().file("other", b"x", 0o644)]);
+    push(&registry, &other, "test/second:v1");
+    let root = tempfile::tempdir().unwrap();
+    let images = service(root.path(), &registry, SnapshotterChoice::Overlay);
+    let first = format!("{}/test/first:v1", registry.address());
+    let second = format!("{}/test/second:v1", registry.address());
+    let a = pull_resolved(&images, &first).await;
+    let b = pull_resolved(&images, &second).await;
+    assert_eq!(a.layers[0].chain_id, b.layers[0].chain_id);
+    // 4 + 2 layers, the base shared: 5 snapshots.
+    assert_eq!(images.snapshotter().list().unwrap().len(), 5);
+
+    // A container on the second image keeps its layers through the image's removal and a prune.
+    let id = unique_id("keep");
+    images.prepare_rootfs(&second, &id).await.unwrap();
+    images.remove(&second).unwrap();
+    let pruned = images.prune().unwrap();
+    // Its manifest, config and own layer blob go (the unpacked layers serve the container); the
+    // snapshots stay under the container's.
+    assert_eq!(pruned.blobs, 3, "{pruned:?}");
+    assert_eq!(pruned.snapshots, 0);
+    assert!(images.inspect(&second).is_err());
+    images.remove_rootfs(&id).unwrap();
+    let pruned = images.prune().unwrap();
+    assert_eq!(pruned.snapshots, 1, "the second image's own layer");
+    assert_eq!(pruned.blobs, 0, "{pruned:?}");
+    assert_eq!(images.snapshotter().list().unwrap().len(), 4);
+    assert_eq!(run_image(&images, &first).await, EXPECTED);
+}
+
+/// Pulls and resolves, for tests that compare layers.
+async fn pull_resolved(
+    images: &ImageService,
+    reference: &str,
+) -> testudo_image::pull::ResolvedImage {
+    images.pull(reference, false).await.unwrap();
+    images.resolve(reference).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_layout_is_unpacked_runs_and_exports_again() {
+    if !require_root() {
+        return;
+    }
+    let registry = Registry::start();
+    let base = Layer::from_dir(BusyboxRootfs::new().path());
+    let mut layout = ImageLayout::new();
+    let written = layout.add_image("v1", &layered_image(&base));
+    let root = tempfile::tempdir().unwrap();
+    let images = service(root.path(), &registry, SnapshotterChoice::Overlay);
+    let imported = images
+        .import(layout.path(), Some("example.test/layered"))
+        .await
+        .unwrap();
+    assert_eq!(imported.len(), 1);
+    assert_eq!(imported[0].name, "example.test/layered:v1");
+    assert_eq!(imported[0].manifest_digest, written.manifest.digest);
+    assert_eq!(
+        run_image(&images, "example.test/layered:v1").await,
+        EXPECTED
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let exported = out.path().join("layered.tar");
+    images
+        .export(&["example.test/layered:v1"], &exported, true)
+        .await
+        .unwrap();
+    let again = tempfile::tempdir().unwrap();
+    let second = service(again.path(), &registry, SnapshotterChoice::Overlay);
+    let imported = second.import(&exported, None).await.unwrap();
+    assert_eq!(imported[0].name, "example.test/layered:v1");
+    assert_eq!(imported[0].manifest_digest, written.manifest.digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_that_does_not_match_its_diff_id_or_escapes_is_refused_and_leaves_no_snapshot() {
+    if !require_root() {
+        return;
+    }
+    let registry = Registry::start();
+    let outside = tempfile::tempdir().unwrap();
+    let escape = TestImage::new(vec![Layer::new()
+        .symlink("evil", outside.path().to_str().unwrap())
+        .file("evil/planted", b"owned\n", 0o644)]);
+    push(&registry, &escape, "test/escape:v1");
+    let root = tempfile::tempdir().unwrap();
+    let images = service(root.path(), &registry, SnapshotterChoice::Overlay);
+    let err = images
+        .pull(&format!("{}/test/escape:v1", registry.address()), false)
+        .await
+        .unwrap_err();
+    let chain = error_chain(&err);
+    assert!(chain.contains("evil/planted"), "{chain}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert!(images.snapshotter().list().unwrap().is_empty());
+
+    // A layout whose config lists another diff id than the layer's content.
+    let mut layout = ImageLayout::new();
+    let mut image = TestImage::new(vec![Layer::new().file("f", b"x", 0o644)]);
+    image.config = serde_json::json!({"Cmd": ["/bin/true"]});
+    let written = layout.add_image("v1", &image);
+    let config_path = layout.blob_path(&written.config.digest);
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["rootfs"]["diff_ids"][0] = format!("sha256:{}", "0".repeat(64)).into();
+    let config_blob = layout.write_blob(
+        "application/vnd.oci.image.config.v1+json",
+        config.to_string().as_bytes(),
+    );
+    let layer = &written.layers[0];
+    let manifest = serde_json::json!({"schemaVersion": 2,
+        "mediaType": testudo_test_support::OCI_MANIFEST,
+        "config": {"mediaType": config_blob.media_type, "digest": config_blob.digest, "size": config_blob.size},
+        "layers": [{"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}]});
+    layout.add_raw_manifest("lying", testudo_test_support::OCI_MANIFEST, &manifest);
+    registry.push(
+        layout.path(),
+        "lying",
+        "test/lying:v1",
+        PushFormat::Oci,
+        false,
+    );
+    let err = images
+        .pull(&format!("{}/test/lying:v1", registry.address()), false)
+        .await
+        .unwrap_err();
+    let chain = error_chain(&err);
+    assert!(chain.contains("the config says sha256:000"), "{chain}");
+    assert!(images.snapshotter().list().unwrap().is_empty());
+    // An image that cannot be unpacked is not recorded.
+    assert!(images.list().unwrap().is_empty());
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
