@@ -32,6 +32,7 @@
 mod error;
 mod metadata;
 mod plan;
+mod stream;
 mod tree;
 mod whiteout;
 
@@ -49,7 +50,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use crate::compression::LayerCompression;
-use crate::digest::{Algorithm, Digest, DigestWriter};
+use crate::digest::Digest;
 use error::{step, Failure};
 use metadata::{finish_at, finish_fd, Metadata};
 use plan::{EntryKind, WhiteoutName};
@@ -86,19 +87,12 @@ pub struct UnpackSummary {
 /// The whole stream is read, so the diff_id covers the tar's trailing padding. On error the target
 /// may hold part of the layer (never anything outside it); the caller discards it.
 pub fn unpack_layer(
-    layer: impl Read,
+    layer: impl Read + Send,
     compression: LayerCompression,
     target: &Path,
     whiteouts: WhiteoutMode,
 ) -> Result<UnpackSummary, UnpackError> {
     let format = format_name(compression);
-    let stream_error = |entries: u64| {
-        move |source| UnpackError::Stream {
-            format,
-            entries,
-            source,
-        }
-    };
     let root = rustix::fs::open(
         target,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -108,14 +102,50 @@ pub fn unpack_layer(
         path: target.to_owned(),
         source: e.into(),
     })?;
-    let uncompressed = compression.decompress(layer).map_err(stream_error(0))?;
-    let hashed = HashingReader {
-        inner: uncompressed,
-        digest: DigestWriter::new(Algorithm::Sha256),
+    let (uncompressed, produce) = stream::split(layer, compression);
+    let (applied, diff_id) = std::thread::scope(|s| {
+        let producer = s.spawn(produce);
+        let applied = apply_stream(uncompressed, root, whiteouts, format);
+        // A refused entry drops the reader, which stops the producer at its next chunk.
+        (applied, producer.join())
+    });
+    let (entries, bytes) = applied?;
+    let diff_id = match diff_id {
+        Ok(Some(digest)) => digest,
+        // The reader saw the producer's error and failed first; a panic is a bug.
+        _ => {
+            return Err(UnpackError::Stream {
+                format,
+                entries,
+                source: io::Error::other("the decompression thread stopped"),
+            })
+        }
+    };
+    Ok(UnpackSummary {
+        diff_id,
+        entries,
+        bytes,
+    })
+}
+
+/// Applies every entry of the uncompressed stream and reads it to its end; returns the entries
+/// applied and the file bytes written.
+fn apply_stream(
+    uncompressed: stream::ChunkReader,
+    root: OwnedFd,
+    whiteouts: WhiteoutMode,
+    format: &'static str,
+) -> Result<(u64, u64), UnpackError> {
+    let stream_error = |entries: u64| {
+        move |source| UnpackError::Stream {
+            format,
+            entries,
+            source,
+        }
     };
     // Small enough that content reads of the copy buffer's size bypass it, large enough that
     // headers of small files come from memory.
-    let mut archive = tar::Archive::new(BufReader::with_capacity(128 << 10, hashed));
+    let mut archive = tar::Archive::new(BufReader::with_capacity(128 << 10, uncompressed));
     let mut unpacker = Unpacker::new(root, whiteouts);
     for entry in archive.entries().map_err(stream_error(unpacker.entries))? {
         let mut entry = entry.map_err(stream_error(unpacker.entries))?;
@@ -128,13 +158,10 @@ pub fn unpack_layer(
         })?;
     }
     unpacker.set_directory_times()?;
+    // The diff id covers the whole stream, trailing padding included.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(stream_error(unpacker.entries))?;
-    Ok(UnpackSummary {
-        diff_id: rest.into_inner().digest.finish(),
-        entries: unpacker.entries,
-        bytes: unpacker.bytes,
-    })
+    Ok((unpacker.entries, unpacker.bytes))
 }
 
 fn format_name(compression: LayerCompression) -> &'static str {
@@ -142,20 +169,6 @@ fn format_name(compression: LayerCompression) -> &'static str {
         LayerCompression::None => "tar",
         LayerCompression::Gzip => "gzip",
         LayerCompression::Zstd => "zstd",
-    }
-}
-
-/// Feeds everything read through it to a digest.
-struct HashingReader<R> {
-    inner: R,
-    digest: DigestWriter,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.digest.update(&buf[..n]);
-        Ok(n)
     }
 }
 
