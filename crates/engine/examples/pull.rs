@@ -38,6 +38,7 @@ async fn main() {
             insecure,
             credentials: Credentials::from_default_files().unwrap_or_default(),
             timeout: Duration::from_secs(30),
+            ..RegistryOptions::default()
         },
         snapshotter,
         platform: Platform::host(),

@@ -25,6 +25,7 @@ fn service(root: &Path, registry: &Registry, snapshotter: SnapshotterChoice) -> 
             insecure: vec![registry.address()],
             credentials: Credentials::none(),
             timeout: Duration::from_secs(10),
+            ..RegistryOptions::default()
         },
         snapshotter,
         platform: Platform::host(),

@@ -28,6 +28,7 @@ fn options_for(registry: &str, credentials: Option<(&str, &str)>) -> RegistryOpt
         insecure: vec![registry.to_owned()],
         credentials: c,
         timeout: Duration::from_secs(10),
+        ..RegistryOptions::default()
     }
 }
 
@@ -212,6 +213,43 @@ async fn a_docker_schema_2_image_is_pulled() {
     assert_eq!(
         media_type,
         "application/vnd.docker.distribution.manifest.v2+json"
+    );
+
+    // A multi-platform index pushed as Docker schema 2 becomes a manifest list.
+    let host = TestImage::new(vec![Layer::new().file("which", b"host\n", 0o644)]);
+    let arm = TestImage::new(vec![Layer::new().file("which", b"arm64\n", 0o644)]).platform(
+        "linux",
+        "arm64",
+        Some("v8"),
+    );
+    let mut layout = ImageLayout::new();
+    let (_, written) = layout.add_index("multi", &[host, arm]);
+    registry.push(
+        layout.path(),
+        "multi",
+        "test/dockerlist:v1",
+        PushFormat::DockerV2,
+        true,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ContentStore::open(dir.path()).unwrap());
+    let mut options = quiet();
+    options.platform = Platform::parse("linux/arm64").unwrap();
+    let resolved = pull(
+        client(&registry),
+        store,
+        &reference(&registry, "test/dockerlist:v1"),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        resolved.record.target.media_type,
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    assert_eq!(
+        resolved.layers[0].diff_id.to_string(),
+        written[1].diff_ids[0]
     );
 }
 
@@ -489,4 +527,96 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_needs_a_trusted_certificate() {
+    let registry = Registry::start_with_tls();
+    let written = pushed(
+        &registry,
+        &TestImage::new(vec![Layer::new().file("f", b"over tls", 0o644)]),
+        "test/tls:v1",
+    );
+    let image = reference(&registry, "test/tls:v1");
+    let untrusted = RegistryOptions {
+        timeout: Duration::from_secs(10),
+        ..RegistryOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ContentStore::open(dir.path()).unwrap());
+    let err = pull(
+        Arc::new(RegistryClient::new(untrusted.clone()).unwrap()),
+        store.clone(),
+        &image,
+        &quiet(),
+    )
+    .await
+    .unwrap_err();
+    let chain = error_chain(&err);
+    assert!(chain.contains("https://"), "{chain}");
+    assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+    assert!(store.images().unwrap().is_empty());
+
+    let trusted = RegistryOptions {
+        ca_certificates: vec![registry.ca_certificate().unwrap().to_owned()],
+        ..untrusted
+    };
+    let resolved = pull(
+        Arc::new(RegistryClient::new(trusted).unwrap()),
+        store,
+        &image,
+        &quiet(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        resolved.manifest_digest.to_string(),
+        written.manifest.digest
+    );
+}
+
+/// A server that answers every request with a 5 MiB "manifest", with or without a
+/// Content-Length: the reference registry refuses to store such a manifest, so a misbehaving
+/// registry is the only way to meet one.
+fn oversized_manifest_server(with_length: bool) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = vec![b' '; 5 << 20];
+            let length = if with_length {
+                format!("Content-Length: {}\r\n", body.len())
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: {OCI_MANIFEST}\r\n{length}Connection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_over_the_size_limit_is_refused() {
+    for with_length in [true, false] {
+        let address = oversized_manifest_server(with_length);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ContentStore::open(dir.path()).unwrap());
+        let before = files_under(dir.path());
+        let client = Arc::new(RegistryClient::new(options_for(&address, None)).unwrap());
+        let image = ImageRef::parse(&format!("{address}/test/huge:v1")).unwrap();
+        let err = pull(client, store.clone(), &image, &quiet())
+            .await
+            .unwrap_err();
+        let chain = error_chain(&err);
+        assert!(chain.contains("larger than 4194304 bytes"), "{chain}");
+        assert_eq!(files_under(dir.path()), before);
+    }
 }

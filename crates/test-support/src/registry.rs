@@ -60,6 +60,7 @@ pub struct Registry {
     address: SocketAddr,
     auth: RegistryAuth,
     token_server: Option<TokenServer>,
+    ca_certificate: Option<PathBuf>,
 }
 
 impl Registry {
@@ -84,7 +85,17 @@ impl Registry {
         })
     }
 
+    /// An anonymous registry serving HTTPS with a certificate for 127.0.0.1 issued by a test CA
+    /// of its own ([`Registry::ca_certificate`]).
+    pub fn start_with_tls() -> Self {
+        Self::start_configured(RegistryAuth::Anonymous, true)
+    }
+
     fn start_with(auth: RegistryAuth) -> Self {
+        Self::start_configured(auth, false)
+    }
+
+    fn start_configured(auth: RegistryAuth, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for a registry");
         let port = free_port();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
@@ -93,6 +104,15 @@ impl Registry {
              filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
             dir.path().join("data").display()
         );
+        let ca_certificate = tls.then(|| {
+            let (ca, cert, key) = issue_server_certificate(dir.path());
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+            ca
+        });
         let mut token_server = None;
         match &auth {
             RegistryAuth::Anonymous => {}
@@ -134,6 +154,7 @@ impl Registry {
             address,
             auth,
             token_server,
+            ca_certificate,
         };
         registry.wait_ready();
         registry
@@ -177,6 +198,11 @@ impl Registry {
             .join(&hex[..2])
             .join(hex)
             .join("data")
+    }
+
+    /// The PEM file of the CA that issued the certificate of a TLS registry.
+    pub fn ca_certificate(&self) -> Option<&Path> {
+        self.ca_certificate.as_deref()
     }
 
     /// The user and password, when the registry needs them.
@@ -241,6 +267,69 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it: (CA cert, cert, key).
+fn issue_server_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let file = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| {
+        let output = output_of(Command::new("openssl").args(args).current_dir(dir));
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            describe(&output)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=testudo test CA",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server-key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    fs::write(
+        file("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the certificate extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (file("ca.pem"), file("server.pem"), file("server-key.pem"))
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

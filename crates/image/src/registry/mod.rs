@@ -35,6 +35,15 @@ pub enum RegistryError {
     /// The HTTP client could not be built (TLS roots).
     #[error("cannot set up the HTTP client")]
     Client(#[source] reqwest::Error),
+    /// A CA certificate file cannot be read or holds no PEM certificate.
+    #[error("cannot use CA certificate {path}")]
+    CaCertificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The request failed in transport (connection refused, reset, timed out).
     #[error("request to {url} failed")]
     Transport {
@@ -138,6 +147,9 @@ pub struct RegistryOptions {
     pub credentials: Credentials,
     /// Connect timeout, and the longest wait for the next bytes of a response.
     pub timeout: Duration,
+    /// PEM files of certificate authorities trusted besides the system's, for registries with
+    /// a private CA (as containerd's `hosts.toml` `ca`).
+    pub ca_certificates: Vec<std::path::PathBuf>,
 }
 
 impl Default for RegistryOptions {
@@ -146,6 +158,7 @@ impl Default for RegistryOptions {
             insecure: Vec::new(),
             credentials: Credentials::none(),
             timeout: Duration::from_secs(30),
+            ca_certificates: Vec::new(),
         }
     }
 }
@@ -180,7 +193,24 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// A client with `options`.
     pub fn new(options: RegistryOptions) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for path in &options.ca_certificates {
+            let ca_error =
+                |source: Box<dyn std::error::Error + Send + Sync>| RegistryError::CaCertificate {
+                    path: path.clone(),
+                    source,
+                };
+            let pem = std::fs::read(path).map_err(|e| ca_error(e.into()))?;
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.into()))?;
+            if certificates.is_empty() {
+                return Err(ca_error("no PEM certificate in the file".into()));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .connect_timeout(options.timeout)
             .read_timeout(options.timeout)
             .user_agent(concat!("testudo/", env!("CARGO_PKG_VERSION")))
