@@ -14,8 +14,8 @@ use testudo_image::registry::{Credentials, RegistryOptions};
 use testudo_image::runtime_config::{apply_image_config, ProcessOverrides};
 use testudo_snapshot::{mount_all, unmount, SnapshotKind};
 use testudo_test_support::{
-    require_root, unique_id, BusyboxRootfs, Compression, ImageLayout, Layer, PushFormat, Registry,
-    Runtime, TestImage,
+    error_chain, require_root, unique_id, BusyboxRootfs, Compression, ImageLayout, Layer,
+    PushFormat, Registry, Runtime, TestImage,
 };
 
 fn service(root: &Path, registry: &Registry, snapshotter: SnapshotterChoice) -> ImageService {
@@ -282,15 +282,4 @@ async fn a_layer_that_does_not_match_its_diff_id_or_escapes_is_refused_and_leave
     assert!(images.snapshotter().list().unwrap().is_empty());
     // An image that cannot be unpacked is not recorded.
     assert!(images.list().unwrap().is_empty());
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

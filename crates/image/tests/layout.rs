@@ -17,6 +17,7 @@ use testudo_image::layout::{
     export_layout, import_layout, LayoutError, ANNOTATION_CONTAINERD_NAME,
 };
 use testudo_image::store::{ContentStore, ImageTarget};
+use testudo_test_support::error_chain;
 
 fn open(dir: &Path) -> ContentStore {
     ContentStore::open(&dir.join("store")).unwrap()
@@ -271,17 +272,6 @@ fn assert_refused_leaving_the_store_unchanged(
     let chain = error_chain(&err);
     assert!(chain.contains(expected), "{chain}");
     assert_eq!(tree(store.root()), before, "the store changed: {chain}");
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A valid two-layer layout (as a directory) and its image.

@@ -15,8 +15,8 @@ use testudo_image::reference::ImageRef;
 use testudo_image::registry::{Credentials, RegistryClient, RegistryError, RegistryOptions};
 use testudo_image::store::ContentStore;
 use testudo_test_support::{
-    BusyboxRootfs, Compression, Fault, FaultyProxy, ImageLayout, Layer, PushFormat, Registry,
-    TestImage, WrittenImage, OCI_MANIFEST,
+    error_chain, BusyboxRootfs, Compression, Fault, FaultyProxy, ImageLayout, Layer, PushFormat,
+    Registry, TestImage, WrittenImage, OCI_MANIFEST,
 };
 
 fn options_for(registry: &str, credentials: Option<(&str, &str)>) -> RegistryOptions {
@@ -515,18 +515,6 @@ async fn unknown_layer_media_types_and_bad_manifests_are_refused_by_name() {
     let chain = error_chain(&err);
     assert!(chain.contains("application/x-testudo-unknown"), "{chain}");
     assert!(store.images().unwrap().is_empty());
-}
-
-/// The error and its sources, as a binary prints them.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,6 +151,18 @@ pub fn assert_success(what: &str, output: &Output) {
     );
 }
 
+/// An error and its sources joined with `: `, as a binary prints the chain in one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

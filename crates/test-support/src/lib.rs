@@ -41,7 +41,7 @@ mod rootfs;
 mod runtime;
 
 pub use bundle::{Bundle, CGROUP_PARENT};
-pub use command::assert_success;
+pub use command::{assert_success, error_chain};
 pub use containerd::{Containerd, CONTAINERD_NAMESPACE};
 pub use image_layout::{
     host_architecture, BlobRef, Compression, ImageLayout, Layer, TestImage, WrittenImage,
