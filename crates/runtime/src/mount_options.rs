@@ -57,6 +57,7 @@ const MS_RELATIME: u64 = libc::MS_RELATIME;
 const MS_I_VERSION: u64 = libc::MS_I_VERSION;
 const MS_STRICTATIME: u64 = libc::MS_STRICTATIME;
 const MS_LAZYTIME: u64 = libc::MS_LAZYTIME;
+const MS_NOSYMFOLLOW: u64 = 256;
 
 const ATTR_RDONLY: u64 = 0x1;
 const ATTR_NOSUID: u64 = 0x2;
@@ -66,6 +67,9 @@ const ATTR_RELATIME: u64 = 0x0;
 const ATTR_NOATIME: u64 = 0x10;
 const ATTR_STRICTATIME: u64 = 0x20;
 const ATTR_NODIRATIME: u64 = 0x80;
+/// The access-time field of the attributes: setting one value needs the whole field cleared.
+const ATTR_ATIME_FIELD: u64 = 0x70;
+const ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
 
 /// (option, set?, flag) for the plain flags.
 const FLAGS: &[(&str, bool, u64)] = &[
@@ -96,6 +100,8 @@ const FLAGS: &[(&str, bool, u64)] = &[
     ("remount", true, MS_REMOUNT),
     ("ro", true, MS_RDONLY),
     ("rw", false, MS_RDONLY),
+    ("nosymfollow", true, MS_NOSYMFOLLOW),
+    ("symfollow", false, MS_NOSYMFOLLOW),
     ("silent", true, MS_SILENT),
     ("strictatime", true, MS_STRICTATIME),
     ("suid", false, MS_NOSUID),
@@ -125,9 +131,20 @@ const RECURSIVE: &[(&str, bool, u64)] = &[
     ("rexec", false, ATTR_NOEXEC),
     ("rnodiratime", true, ATTR_NODIRATIME),
     ("rdiratime", false, ATTR_NODIRATIME),
-    ("rrelatime", true, ATTR_RELATIME),
-    ("rnoatime", true, ATTR_NOATIME),
-    ("rstrictatime", true, ATTR_STRICTATIME),
+    ("rnosymfollow", true, ATTR_NOSYMFOLLOW),
+    ("rsymfollow", false, ATTR_NOSYMFOLLOW),
+];
+
+/// (option, access-time value) for the recursive access-time options. The field holds one value,
+/// so the `no` forms pick the value they leave: `ratime` and `rnostrictatime` the kernel's
+/// default (relatime), `rnorelatime` strict updates.
+const RECURSIVE_ATIME: &[(&str, u64)] = &[
+    ("rrelatime", ATTR_RELATIME),
+    ("ratime", ATTR_RELATIME),
+    ("rnostrictatime", ATTR_RELATIME),
+    ("rnoatime", ATTR_NOATIME),
+    ("rstrictatime", ATTR_STRICTATIME),
+    ("rnorelatime", ATTR_STRICTATIME),
 ];
 
 /// The propagation flag of a `rootfsPropagation` value, `None` if the word is unknown.
@@ -160,6 +177,9 @@ pub fn parse<S: AsRef<str>>(options: &[S]) -> MountFlags {
             } else {
                 out.recursive_clear |= attr;
             }
+        } else if let Some(&(_, value)) = RECURSIVE_ATIME.iter().find(|(w, _)| *w == option) {
+            out.recursive_set = (out.recursive_set & !ATTR_ATIME_FIELD) | value;
+            out.recursive_clear |= ATTR_ATIME_FIELD;
         } else if option == "tmpcopyup" {
             out.copy_up = true;
         } else if option == "idmap" {
@@ -177,6 +197,20 @@ pub fn parse<S: AsRef<str>>(options: &[S]) -> MountFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recursive_access_time_options_set_the_whole_field() {
+        let m = parse(&["rbind", "rnoatime"]);
+        assert_eq!(m.recursive_set, ATTR_NOATIME);
+        assert_eq!(m.recursive_clear, ATTR_ATIME_FIELD);
+        let m = parse(&["rnoatime", "rrelatime", "rnosymfollow"]);
+        assert_eq!(m.recursive_set, ATTR_RELATIME | ATTR_NOSYMFOLLOW);
+        assert_eq!(m.recursive_clear, ATTR_ATIME_FIELD);
+        let m = parse(&["rnorelatime", "rsymfollow"]);
+        assert_eq!(m.recursive_set, ATTR_STRICTATIME);
+        assert_eq!(m.recursive_clear, ATTR_ATIME_FIELD | ATTR_NOSYMFOLLOW);
+        assert!(m.data.is_empty());
+    }
 
     #[test]
     fn known_words_become_flags_and_the_rest_data() {
