@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use testudo_image::layout::{export_layout, import_layout, LayoutError};
+
+use crate::error::{ErrorKind, Kind};
 use testudo_image::manifest::Platform;
 use testudo_image::pull::{fetch, resolve, PullError, PullOptions, ResolvedImage};
 use testudo_image::reference::{ImageRef, ReferenceError};
@@ -529,4 +531,24 @@ fn unpack_into(
         });
     }
     Ok(())
+}
+
+impl Kind for ImageError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ImageError::Reference(e) => e.kind(),
+            ImageError::Client(e) => e.kind(),
+            ImageError::Pull(e) => e.kind(),
+            ImageError::Store(e) => e.kind(),
+            ImageError::Layout(e) => e.kind(),
+            ImageError::NotFound { .. } => ErrorKind::NotFound,
+            ImageError::Snapshot(e) => e.kind(),
+            // A layer that cannot be applied, or that is not what the config says: the image
+            // is unusable, the engine is fine.
+            ImageError::Unpack { .. } | ImageError::DiffIdMismatch { .. } => {
+                ErrorKind::FailedPrecondition
+            }
+            ImageError::Task(_) => ErrorKind::Internal,
+        }
+    }
 }

@@ -6,4 +6,5 @@
 //! running containers itself (monitors do, through the runtime), registry and snapshot mechanics
 //! (`testudo-image`, `testudo-snapshot`).
 
+pub mod error;
 pub mod images;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use oci_spec::runtime::Spec;
+use testudo_engine::error::{ErrorKind, Kind};
 use testudo_engine::images::{ImageService, ImageServiceConfig, SnapshotterChoice};
 use testudo_image::manifest::Platform;
 use testudo_image::registry::{Credentials, RegistryOptions};
@@ -244,6 +245,7 @@ async fn a_layer_that_does_not_match_its_diff_id_or_escapes_is_refused_and_leave
         .unwrap_err();
     let chain = error_chain(&err);
     assert!(chain.contains("evil/planted"), "{chain}");
+    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     assert!(images.snapshotter().list().unwrap().is_empty());
 
@@ -282,4 +284,40 @@ async fn a_layer_that_does_not_match_its_diff_id_or_escapes_is_refused_and_leave
     assert!(images.snapshotter().list().unwrap().is_empty());
     // An image that cannot be unpacked is not recorded.
     assert!(images.list().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_the_kind_a_client_acts_on() {
+    let registry = Registry::start();
+    push(
+        &registry,
+        &TestImage::new(vec![Layer::new().file("f", b"x", 0o644)]),
+        "test/kinds:v1",
+    );
+    let root = tempfile::tempdir().unwrap();
+    let images = service(root.path(), &registry, SnapshotterChoice::Copy);
+    let address = registry.address();
+    let cases = [
+        (
+            format!("{address}/Test/UPPER:v1"),
+            ErrorKind::InvalidArgument,
+        ),
+        (format!("{address}/test/missing:v1"), ErrorKind::NotFound),
+        // Nothing listens on port 9 of loopback.
+        (
+            "127.0.0.1:9/test/kinds:v1".to_owned(),
+            ErrorKind::Unavailable,
+        ),
+    ];
+    for (reference, kind) in cases {
+        let err = images.pull(&reference, false).await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{reference}: {}", error_chain(&err));
+    }
+    assert_eq!(
+        images
+            .inspect("docker.io/library/never-pulled")
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
 }
