@@ -4,8 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use testudo_runtime::{
-    container, create, create_and_start, exec, signal, Container, ControlError, CreateOptions,
-    ExecOptions, StateRoot, Status,
+    container, create, create_and_start, exec, reaper, signal, Container, ControlError,
+    CreateOptions, ExecOptions, StateRoot, Status,
 };
 
 use crate::cli::{Cli, Command, CreateArgs, ExecArgs};
@@ -136,62 +136,21 @@ fn delete(root: &StateRoot, id: &str, force: bool) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Signals a foreground `run` or `exec` passes on to the container's process.
-const FORWARDED: &[i32] = &[
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGCONT,
-    libc::SIGTSTP,
-];
-
-/// Waits for `pid` (a child of ours), forwarding signals to it (window size changes go to its
-/// terminal when we proxy one); returns its exit code as a shell reports it (128 + signal for a
-/// killed process).
+/// Waits for `pid` (a child of ours), forwarding signals to it; window size changes go to its
+/// terminal when we proxy one.
 fn wait_forwarding(pid: i32, terminal: Option<&Proxy>) -> Result<u8, String> {
-    let mut watched = FORWARDED.to_vec();
-    watched.push(libc::SIGCHLD);
-    let target = rustix::process::Pid::from_raw(pid).ok_or("invalid pid")?;
-    loop {
-        // Reap first: the child may have exited before the signals were blocked.
-        loop {
-            match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
-                Ok(Some((p, status))) if p == target => {
-                    if let Some(code) = status.exit_status() {
-                        return Ok(u8::try_from(code & 0xff).unwrap_or(1));
-                    }
-                    if let Some(sig) = status.terminating_signal() {
-                        return Ok(u8::try_from(128 + (sig & 0x7f)).unwrap_or(255));
-                    }
-                }
-                Ok(Some(_)) => continue,
-                Ok(None) => break,
-                Err(rustix::io::Errno::CHILD) => {
-                    return Err("the container process disappeared".into())
-                }
-                Err(e) => return Err(format!("wait for the container: {e}")),
-            }
+    reaper::wait_forwarding(pid, |sig| match (sig, terminal) {
+        (libc::SIGWINCH, Some(proxy)) => {
+            proxy.resize();
+            true
         }
-        let (sig, _) = testudo_linux::signal::wait_for_signal(&watched)
-            .map_err(|e| format!("wait for signals: {e}"))?;
-        match (sig, terminal) {
-            (libc::SIGCHLD, _) => {}
-            (libc::SIGWINCH, Some(proxy)) => proxy.resize(),
-            _ => {
-                let _ = testudo_linux::process::kill(pid, sig);
-            }
-        }
-    }
+        _ => false,
+    })
+    .map_err(|e| chain(&e))
 }
 
 fn block_forwarded() -> Result<(), String> {
-    let mut watched = FORWARDED.to_vec();
-    watched.push(libc::SIGCHLD);
-    testudo_linux::signal::block(&watched).map_err(|e| format!("block signals: {e}"))
+    reaper::block_forwarded().map_err(|e| chain(&e))
 }
 
 fn run(

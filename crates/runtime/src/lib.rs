@@ -20,6 +20,7 @@ pub mod idmap;
 pub mod init;
 pub mod mount_options;
 pub mod plan;
+pub mod reaper;
 mod rootfs;
 pub mod signal;
 mod spawn;
