@@ -20,13 +20,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "testudo-snapshot",
             "testudo-network",
             "testudo-cgroups",
+            "testudo-monitor-protocol",
         ],
     ),
     (
         "testudo-runtime-cli",
         &["testudo-runtime", "testudo-monitor", "testudo-linux"],
     ),
-    ("testudo-monitor", &["testudo-runtime", "testudo-linux"]),
+    (
+        "testudo-monitor",
+        &[
+            "testudo-runtime",
+            "testudo-linux",
+            "testudo-monitor-protocol",
+        ],
+    ),
     (
         "testudo-runtime",
         &["testudo-cgroups", "testudo-seccomp", "testudo-linux"],
