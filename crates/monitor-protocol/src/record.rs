@@ -61,7 +61,7 @@ pub fn read_records(state_dir: &Path) -> Result<Vec<ContainerRecord>, RecordErro
         let name = entry.file_name();
         let is_record = name
             .to_str()
-            .is_some_and(|n| n.ends_with(".json") && !n.starts_with('.'));
+            .is_some_and(|n| n.ends_with(".json"));
         if is_record {
             records.extend(read_file(&entry.path())?);
         }
