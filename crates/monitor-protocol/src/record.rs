@@ -59,9 +59,7 @@ pub fn read_records(state_dir: &Path) -> Result<Vec<ContainerRecord>, RecordErro
             source,
         })?;
         let name = entry.file_name();
-        let is_record = name
-            .to_str()
-            .is_some_and(|n| n.ends_with(".json"));
+        let is_record = name.to_str().is_some_and(|n| n.ends_with(".json"));
         if is_record {
             records.extend(read_file(&entry.path())?);
         }

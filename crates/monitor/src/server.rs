@@ -273,21 +273,23 @@ impl Server {
 
     /// Reaps exited children and answers the connections waiting for them.
     fn resolve_exits(&mut self) {
-        let ended = self.supervisor.reap();
+        self.supervisor.reap();
+        let deleted = self.supervisor.take_deleted();
         let waiting: Vec<usize> = (0..self.connections.len())
             .filter(|&i| self.connections[i].waiting_for.is_some())
             .collect();
-        if ended.is_empty() && waiting.is_empty() {
-            return;
-        }
         for i in waiting {
             let Some(id) = self.connections[i].waiting_for.clone() else {
                 continue;
             };
-            let response = match self.supervisor.exit_of(&id) {
+            let exit = match deleted.iter().find(|(d, _)| *d == id) {
+                Some((_, exit)) => Ok(*exit),
+                None => self.supervisor.exit_of(&id),
+            };
+            let response = match exit {
                 Ok(Some(status)) => Response::Exited(status),
-                Ok(None) => continue,
-                Err(_) => Response::Error(ErrorReply::new(
+                Ok(None) if deleted.iter().all(|(d, _)| *d != id) => continue,
+                Ok(None) | Err(_) => Response::Error(ErrorReply::new(
                     ErrorKind::FailedPrecondition,
                     format!("container {id} was deleted before it exited"),
                 )),

@@ -62,6 +62,9 @@ pub(crate) struct Supervisor {
     read_buffer: Vec<u8>,
     /// Formatted records before they are written.
     records: Vec<u8>,
+    /// Containers deleted since the last [`Supervisor::take_deleted`], with how they ended, for
+    /// the clients that wait for them.
+    deleted: Vec<(String, Option<ExitStatus>)>,
 }
 
 type Reply<T> = Result<T, ErrorReply>;
@@ -82,6 +85,7 @@ impl Supervisor {
             containers: Vec::new(),
             read_buffer: Vec::new(),
             records: Vec::new(),
+            deleted: Vec::new(),
         }
     }
 
@@ -274,6 +278,7 @@ impl Supervisor {
         }
         let mut c = self.containers.remove(index);
         drain_all(&mut c, &mut self.read_buffer, &mut self.records);
+        self.deleted.push((c.record.id.clone(), c.record.exit));
         let path = record_path(&self.state_dir, id);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -288,6 +293,11 @@ impl Supervisor {
     /// How container `id` ended; `Ok(None)` while it runs.
     pub(crate) fn exit_of(&self, id: &str) -> Reply<Option<ExitStatus>> {
         Ok(self.containers[self.index(id)?].record.exit)
+    }
+
+    /// The containers deleted since the last call, with how each ended if it did.
+    pub(crate) fn take_deleted(&mut self) -> Vec<(String, Option<ExitStatus>)> {
+        std::mem::take(&mut self.deleted)
     }
 
     /// `State`.
@@ -316,10 +326,9 @@ impl Supervisor {
         );
     }
 
-    /// Reaps every child that has exited; returns the ids of containers that ended. Children that
-    /// are not container inits (orphans reparented to us as subreaper) are reaped and forgotten.
-    pub(crate) fn reap(&mut self) -> Vec<String> {
-        let mut ended = Vec::new();
+    /// Reaps every child that has exited. Children that are not container inits (orphans
+    /// reparented to us as subreaper) are reaped and forgotten.
+    pub(crate) fn reap(&mut self) {
         while let Ok(Some((pid, status))) = waitpid(None, WaitOptions::NOHANG) {
             let pid = pid.as_raw_nonzero().get();
             let index = self
@@ -328,10 +337,8 @@ impl Supervisor {
                 .position(|c| c.record.pid == pid && c.record.exit.is_none());
             if let Some(index) = index {
                 self.exited(index, status);
-                ended.push(self.containers[index].record.id.clone());
             }
         }
-        ended
     }
 
     /// Records that container `index` ended: output first (so a waiter that reads the log finds

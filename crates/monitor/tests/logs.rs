@@ -27,7 +27,11 @@ fn output_reaches_the_cri_log_with_its_stream() {
         ("stdout", "F", "no newline"),
     ];
     for record in &expected {
-        let record = (record.0.to_owned(), record.1.to_owned(), record.2.to_owned());
+        let record = (
+            record.0.to_owned(),
+            record.1.to_owned(),
+            record.2.to_owned(),
+        );
         assert!(records.contains(&record), "{record:?} not in {records:?}");
     }
     assert_eq!(records.len(), expected.len(), "{records:?}");
@@ -57,7 +61,12 @@ fn a_long_line_is_split_into_partial_records_and_a_full_one() {
         .collect();
     assert_eq!(
         shape,
-        [("P", 16384), ("P", 16384), ("F", 40000 - 2 * 16384), ("F", 5)]
+        [
+            ("P", 16384),
+            ("P", 16384),
+            ("F", 40000 - 2 * 16384),
+            ("F", 5)
+        ]
     );
     let joined: String = records[..3].iter().map(|r| r.line.as_str()).collect();
     assert_eq!(joined, "x".repeat(40000));

@@ -185,8 +185,8 @@ pub(crate) struct LogRecord {
 
 /// The records of one log file, each checked for the format's shape.
 pub(crate) fn read_log(path: &Path) -> Vec<LogRecord> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     text.lines()
         .map(|line| {
             let mut parts = line.splitn(4, ' ');
@@ -218,9 +218,17 @@ fn assert_rfc3339_nanos_utc(time: &str) {
     let ok = b.len() == 30
         && digits.iter().all(|&i| b[i].is_ascii_digit())
         && b[20..29].iter().all(u8::is_ascii_digit)
-        && [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (29, b'Z')]
-            .iter()
-            .all(|&(i, c)| b[i] == c);
+        && [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (29, b'Z'),
+        ]
+        .iter()
+        .all(|&(i, c)| b[i] == c);
     assert!(ok, "not an RFC 3339 UTC time with nanoseconds: {time:?}");
 }
 
@@ -238,4 +246,65 @@ pub(crate) fn read_rotated_log(path: &Path) -> (Vec<LogRecord>, usize) {
     files.push(path.to_path_buf());
     let count = files.len();
     (files.iter().flat_map(|f| read_log(f)).collect(), count)
+}
+
+/// A connection that sends and receives raw frames, for requests the [`Client`] would not send and
+/// for requests left pending.
+pub(crate) struct RawConnection {
+    stream: std::os::unix::net::UnixStream,
+    decoder: testudo_monitor_protocol::FrameDecoder,
+}
+
+impl RawConnection {
+    pub(crate) fn connect(socket: &Path) -> Self {
+        let stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Self {
+            stream,
+            decoder: testudo_monitor_protocol::FrameDecoder::new(),
+        }
+    }
+
+    /// Connected and past the hello.
+    pub(crate) fn greeted(socket: &Path) -> Self {
+        let mut raw = Self::connect(socket);
+        raw.send(&testudo_monitor_protocol::Request::Hello {
+            version: testudo_monitor_protocol::PROTOCOL_VERSION,
+        });
+        let hello = raw.receive();
+        assert!(
+            matches!(
+                hello,
+                Some(testudo_monitor_protocol::Response::Hello { .. })
+            ),
+            "{hello:?}"
+        );
+        raw
+    }
+
+    pub(crate) fn send(&mut self, request: &testudo_monitor_protocol::Request) {
+        self.send_bytes(&testudo_monitor_protocol::encode(request).unwrap());
+    }
+
+    pub(crate) fn send_bytes(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next response; `None` when the monitor closed the connection.
+    pub(crate) fn receive(&mut self) -> Option<testudo_monitor_protocol::Response> {
+        use std::io::Read;
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(body) = self.decoder.next_frame().unwrap() {
+                return Some(testudo_monitor_protocol::decode(body).unwrap());
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.decoder.push(&chunk[..n]),
+            }
+        }
+    }
 }
