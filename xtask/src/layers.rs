@@ -193,6 +193,27 @@ mod tests {
     }
 
     #[test]
+    fn the_monitor_protocol_is_shared_by_engine_and_monitor_and_depends_on_nothing() {
+        for user in ["testudo-engine", "testudo-monitor"] {
+            assert!(is_allowed(
+                user,
+                "testudo-monitor-protocol",
+                DepKind::Normal
+            ));
+        }
+        assert!(!is_allowed(
+            "testudo-monitor-protocol",
+            "testudo-linux",
+            DepKind::Normal
+        ));
+        assert!(!is_allowed(
+            "testudo-engine",
+            "testudo-monitor",
+            DepKind::Normal
+        ));
+    }
+
+    #[test]
     fn a_crate_not_in_the_table_may_depend_on_no_workspace_crate() {
         let packages = [
             package("xtask", &[("testudo-linux", DepKind::Normal)]),

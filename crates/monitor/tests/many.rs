@@ -8,13 +8,16 @@ use std::time::Duration;
 
 use common::*;
 
-/// The monitor's proportional set size in KiB, from `/proc/<pid>/smaps_rollup`.
-fn pss_kib(pid: i32) -> u64 {
+/// The monitor's proportional set size in KiB, from `/proc/<pid>/smaps_rollup`: total, anonymous
+/// (its own) and file-backed (the binary's pages, shared with every other monitor).
+fn pss_kib(pid: i32) -> [u64; 3] {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    ["Pss:", "Pss_Anon:", "Pss_File:"].map(|key| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    })
 }
 
 #[test]
@@ -84,11 +87,16 @@ fn the_monitor_memory_with_one_and_ten_idle_containers_is_reported() {
             figures.push((n + 1, pss_kib(monitor.pid)));
         }
     }
-    let per_container = (figures[2].1.saturating_sub(figures[1].1)) / 9;
+    let [(_, none), (_, one), (_, ten)] = figures[..] else {
+        panic!("{figures:?}");
+    };
+    let per_container = |i: usize| ten[i].saturating_sub(one[i]) / 9;
     eprintln!(
-        "monitor PSS: {} KiB with no container, {} KiB with 1, {} KiB with 10 \
-         (about {per_container} KiB per further container)",
-        figures[0].1, figures[1].1, figures[2].1
+        "monitor PSS (total / anonymous / file) in KiB: no container {none:?}, 1 container {one:?}, \
+         10 containers {ten:?}; per further container {} / {} / {}",
+        per_container(0),
+        per_container(1),
+        per_container(2)
     );
     assert_eq!(client.list().unwrap().len(), 10);
     monitor.shut_down();
