@@ -20,13 +20,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "testudo-snapshot",
             "testudo-network",
             "testudo-cgroups",
+            "testudo-monitor-protocol",
         ],
     ),
     (
         "testudo-runtime-cli",
         &["testudo-runtime", "testudo-monitor", "testudo-linux"],
     ),
-    ("testudo-monitor", &["testudo-runtime", "testudo-linux"]),
+    (
+        "testudo-monitor",
+        &[
+            "testudo-runtime",
+            "testudo-linux",
+            "testudo-monitor-protocol",
+        ],
+    ),
     (
         "testudo-runtime",
         &["testudo-cgroups", "testudo-seccomp", "testudo-linux"],
@@ -181,6 +189,27 @@ mod tests {
             "testudo-linux",
             "testudo-runtime",
             DepKind::Dev
+        ));
+    }
+
+    #[test]
+    fn the_monitor_protocol_is_shared_by_engine_and_monitor_and_depends_on_nothing() {
+        for user in ["testudo-engine", "testudo-monitor"] {
+            assert!(is_allowed(
+                user,
+                "testudo-monitor-protocol",
+                DepKind::Normal
+            ));
+        }
+        assert!(!is_allowed(
+            "testudo-monitor-protocol",
+            "testudo-linux",
+            DepKind::Normal
+        ));
+        assert!(!is_allowed(
+            "testudo-engine",
+            "testudo-monitor",
+            DepKind::Normal
         ));
     }
 

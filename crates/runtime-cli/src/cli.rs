@@ -162,6 +162,19 @@ pub(crate) enum Command {
     },
     /// Print the features this runtime implements, as JSON.
     Features,
+    /// Start a container monitor (for testudod): it detaches, and this command returns once it
+    /// listens on its socket.
+    Monitor {
+        /// The monitor's state directory.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The control socket to listen on.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The runtime state root of its containers [default: <state dir>/runtime].
+        #[arg(long)]
+        runtime_root: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

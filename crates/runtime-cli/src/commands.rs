@@ -91,6 +91,18 @@ pub(crate) fn dispatch(cli: &Cli, log: &mut Log) -> Outcome {
             println!("{}", features());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Monitor {
+            state_dir,
+            socket,
+            runtime_root,
+        } => {
+            let mut config = testudo_monitor::MonitorConfig::new(state_dir.clone(), socket.clone());
+            if let Some(root) = runtime_root {
+                config.runtime_root = root.clone();
+            }
+            testudo_monitor::run_monitor(&config).map_err(|e| chain(&e))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -1,0 +1,287 @@
+//! The requests, the responses and the values they carry.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a client asks of the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// The first request of a connection: the client's protocol version.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the client.
+        version: u32,
+    },
+    /// Creates a container whose init waits for [`Request::Start`].
+    CreateContainer(CreateContainer),
+    /// Starts a created container.
+    Start {
+        /// Container id.
+        id: String,
+    },
+    /// Sends a signal to the container's init, or with `all` to each of its processes.
+    Kill {
+        /// Container id.
+        id: String,
+        /// Signal number.
+        signal: i32,
+        /// Signal every process of the container, not only its init.
+        all: bool,
+    },
+    /// Removes a stopped or created container (any container with `force`) and its record.
+    Delete {
+        /// Container id.
+        id: String,
+        /// Kill it first if it is running.
+        force: bool,
+    },
+    /// The record of one container.
+    State {
+        /// Container id.
+        id: String,
+    },
+    /// The records of every container of the monitor.
+    List,
+    /// Answered when the container has exited, with how it ended.
+    Wait {
+        /// Container id.
+        id: String,
+    },
+    /// The monitor refuses new containers and exits once it has none left.
+    Shutdown,
+}
+
+/// What [`Request::CreateContainer`] needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateContainer {
+    /// Container id (the runtime's id rules apply).
+    pub id: String,
+    /// Absolute path of the OCI bundle.
+    pub bundle: PathBuf,
+    /// Absolute path of the CRI-format log file; its directory must exist.
+    pub log_path: PathBuf,
+    /// When to rotate the log file.
+    #[serde(default)]
+    pub log_rotation: LogRotation,
+    /// Give the container a terminal (reserved: refused in this version).
+    #[serde(default)]
+    pub tty: bool,
+    /// Give the container a stdin pipe that the monitor holds open (the container sees no end of
+    /// file), instead of `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+}
+
+/// Size-based rotation of a log file: `log` is renamed to `log.1`, `log.1` to `log.2`, …, and
+/// `log.<keep>` is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRotation {
+    /// The log file is rotated before a record would take it past this size (a record is never
+    /// split across files, so a file holding one record may be larger).
+    pub max_bytes: u64,
+    /// How many rotated files to keep, at least 1.
+    pub keep: u32,
+}
+
+impl Default for LogRotation {
+    /// kubelet's defaults: 10 MiB, five files in all.
+    fn default() -> Self {
+        Self {
+            max_bytes: 10 * 1024 * 1024,
+            keep: 4,
+        }
+    }
+}
+
+/// What the monitor answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// The answer to [`Request::Hello`].
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the monitor.
+        version: u32,
+        /// The monitor's pid.
+        pid: i32,
+    },
+    /// The container was created.
+    Created {
+        /// Host pid of its init.
+        pid: i32,
+        /// What the runtime changed from the spec (clamped limits).
+        warnings: Vec<String>,
+    },
+    /// The container was started.
+    Started {
+        /// Failures of poststart hooks.
+        warnings: Vec<String>,
+    },
+    /// The request was carried out (kill, delete, shutdown).
+    Done,
+    /// One container's record.
+    State(ContainerRecord),
+    /// Every container's record.
+    List {
+        /// Sorted by id.
+        containers: Vec<ContainerRecord>,
+    },
+    /// The container has exited.
+    Exited(ExitStatus),
+    /// The request failed.
+    Error(ErrorReply),
+}
+
+/// Where a container is in its life, as the monitor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerStatus {
+    /// The init waits for start.
+    Created,
+    /// The container's process runs.
+    Running,
+    /// The init has exited; see [`ContainerRecord::exit`].
+    Stopped,
+}
+
+/// What the monitor knows about a container; also its on-disk record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Container id.
+    pub id: String,
+    /// Host pid of the init (kept after it exits, for the record).
+    pub pid: i32,
+    /// Lifecycle status.
+    pub status: ContainerStatus,
+    /// The bundle it was created from.
+    pub bundle: PathBuf,
+    /// Its log file.
+    pub log_path: PathBuf,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When it was started.
+    pub started_at: Option<SystemTime>,
+    /// How it ended, once it has.
+    pub exit: Option<ExitStatus>,
+}
+
+/// How and when a container's init ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Exit code or signal.
+    pub termination: Termination,
+    /// When the monitor reaped it.
+    pub at: SystemTime,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Termination {
+    /// It called `exit` with this code.
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(i32),
+}
+
+impl Termination {
+    /// The shell's convention: the code, or 128 plus the signal.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            Self::Exited(code) => code,
+            Self::Signaled(signal) => 128 + signal,
+        }
+    }
+}
+
+/// Why a request failed, as the daemon maps it to a gRPC status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No container with that id.
+    NotFound,
+    /// A container with that id exists.
+    AlreadyExists,
+    /// The request itself is wrong (bad id, bundle, path, frame).
+    InvalidArgument,
+    /// The request does not apply in the current state.
+    FailedPrecondition,
+    /// The monitor or the system failed.
+    Internal,
+}
+
+/// A failed request: its kind and a one-line message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// One line, lowercase, no trailing period.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ErrorReply {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_json_that_round_trips() {
+        let request = Request::Kill {
+            id: "c1".into(),
+            signal: 15,
+            all: false,
+        };
+        let json = serde_json::to_string(&request).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"request":"kill","id":"c1","signal":15,"all":false}"#
+        );
+        let back: Request = serde_json::from_str(&json).unwrap_or(Request::List);
+        assert_eq!(back, request);
+    }
+
+    #[test]
+    fn a_create_request_may_leave_out_the_optional_fields() {
+        let json = r#"{"request":"create_container","id":"c","bundle":"/b","log_path":"/l"}"#;
+        let request: Request = serde_json::from_str(json).unwrap_or(Request::List);
+        assert_eq!(
+            request,
+            Request::CreateContainer(CreateContainer {
+                id: "c".into(),
+                bundle: "/b".into(),
+                log_path: "/l".into(),
+                log_rotation: LogRotation::default(),
+                tty: false,
+                stdin: false,
+            })
+        );
+    }
+
+    #[test]
+    fn a_signal_death_reads_as_the_shell_reports_it() {
+        assert_eq!(Termination::Signaled(9).shell_code(), 137);
+        assert_eq!(Termination::Exited(7).shell_code(), 7);
+    }
+}

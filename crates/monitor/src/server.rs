@@ -1,0 +1,380 @@
+//! The event loop: one `poll(2)` over the listening socket, the client connections, the
+//! containers' output pipes and their inits' pidfds. Requests are handled one at a time, to the end,
+//! so operations on the monitor's containers are serialised.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use testudo_monitor_protocol::{
+    decode, encode, ErrorKind, ErrorReply, FrameDecoder, FrameError, Request, Response, MAX_FRAME,
+    PROTOCOL_VERSION,
+};
+
+use crate::supervisor::{Supervisor, Watched};
+
+/// A client may have this much sent and not yet answered before it is cut off.
+const MAX_PENDING_INPUT: usize = 2 * MAX_FRAME;
+
+/// One client connection.
+#[derive(Debug)]
+struct Connection {
+    stream: UnixStream,
+    inbox: FrameDecoder,
+    outbox: Vec<u8>,
+    greeted: bool,
+    /// The container whose exit answers this connection's current request.
+    waiting_for: Option<String>,
+    /// Stop reading; close once the outbox is written.
+    closing: bool,
+    closed: bool,
+}
+
+impl Connection {
+    fn new(stream: UnixStream) -> Self {
+        Self {
+            stream,
+            inbox: FrameDecoder::new(),
+            outbox: Vec::new(),
+            greeted: false,
+            waiting_for: None,
+            closing: false,
+            closed: false,
+        }
+    }
+
+    fn queue(&mut self, response: &Response) {
+        match encode(response) {
+            Ok(frame) => self.outbox.extend_from_slice(&frame),
+            Err(e) => {
+                let reply = ErrorReply::new(ErrorKind::Internal, format!("response: {e}"));
+                if let Ok(frame) = encode(&Response::Error(reply)) {
+                    self.outbox.extend_from_slice(&frame);
+                }
+            }
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        while !self.outbox.is_empty() {
+            match self.stream.write(&self.outbox) {
+                Ok(n) => {
+                    self.outbox.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+        self.outbox = Vec::new();
+        if self.closing {
+            self.closed = true;
+        }
+    }
+
+    /// Reads what has arrived; end of file or an error closes the connection.
+    fn receive(&mut self) {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.closed = true;
+                    return;
+                }
+                Ok(n) => self.inbox.push(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+        if self.inbox.pending() > MAX_PENDING_INPUT {
+            self.closed = true;
+        }
+    }
+
+    fn interest(&self) -> PollFlags {
+        let mut flags = PollFlags::empty();
+        if !self.closing {
+            flags |= PollFlags::IN;
+        }
+        if !self.outbox.is_empty() {
+            flags |= PollFlags::OUT;
+        }
+        flags
+    }
+}
+
+/// What a request comes to.
+enum Outcome {
+    Reply(Response),
+    /// Answer when this container has exited.
+    WaitFor(String),
+}
+
+/// What a descriptor in the poll set belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Listener,
+    Connection(usize),
+    Container(Watched),
+}
+
+/// The monitor's state while it serves.
+pub(crate) struct Server {
+    listener: UnixListener,
+    connections: Vec<Connection>,
+    supervisor: Supervisor,
+    shutting_down: bool,
+    pid: i32,
+}
+
+impl Server {
+    pub(crate) fn new(listener: UnixListener, supervisor: Supervisor) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            listener,
+            connections: Vec::new(),
+            supervisor,
+            shutting_down: false,
+            pid: rustix::process::getpid().as_raw_nonzero().get(),
+        })
+    }
+
+    /// Serves until a shutdown was asked for and no container is left.
+    pub(crate) fn serve(mut self) -> io::Result<()> {
+        loop {
+            if self.shutting_down && self.supervisor.is_empty() {
+                self.flush_all();
+                return Ok(());
+            }
+            let ready = self.wait()?;
+            for (source, events) in ready {
+                self.dispatch(source, events);
+            }
+            self.resolve_exits();
+            self.connections.retain(|c| !c.closed);
+        }
+    }
+
+    /// Polls and returns the sources with events.
+    fn wait(&self) -> io::Result<Vec<(Source, PollFlags)>> {
+        let mut sources = vec![(self.listener.as_fd(), PollFlags::IN, Source::Listener)];
+        for (i, c) in self.connections.iter().enumerate() {
+            sources.push((c.stream.as_fd(), c.interest(), Source::Connection(i)));
+        }
+        let watched = self.supervisor.watched();
+        sources.extend(
+            watched.iter().map(|&(fd, w): &(BorrowedFd<'_>, Watched)| {
+                (fd, PollFlags::IN, Source::Container(w))
+            }),
+        );
+        let mut fds: Vec<PollFd<'_>> = sources
+            .iter()
+            .map(|(fd, flags, _)| PollFd::from_borrowed_fd(*fd, *flags))
+            .collect();
+        loop {
+            match poll(&mut fds, None) {
+                Ok(_) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(fds
+            .iter()
+            .zip(&sources)
+            .filter(|(fd, _)| !fd.revents().is_empty())
+            .map(|(fd, (_, _, source))| (*source, fd.revents()))
+            .collect())
+    }
+
+    fn dispatch(&mut self, source: Source, events: PollFlags) {
+        match source {
+            Source::Listener => self.accept(),
+            Source::Connection(i) => {
+                let c = &mut self.connections[i];
+                if events.contains(PollFlags::OUT) {
+                    c.flush();
+                }
+                if events.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
+                    c.receive();
+                }
+                self.process(i);
+            }
+            // Exits are collected by the sweep after every wake-up.
+            Source::Container(Watched::Exit(_)) => {}
+            Source::Container(Watched::Output { index, pipe }) => {
+                self.supervisor.read_output(index, pipe);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_ok() {
+                        self.connections.push(Connection::new(stream));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Handles connection `i`'s complete requests until one must wait for an exit.
+    fn process(&mut self, i: usize) {
+        loop {
+            let c = &mut self.connections[i];
+            if c.closed || c.closing || c.waiting_for.is_some() {
+                return;
+            }
+            let outcome = match c.inbox.next_frame() {
+                Ok(None) => return,
+                Ok(Some(body)) => match decode::<Request>(body) {
+                    Ok(request) => {
+                        let greeted = c.greeted;
+                        let outcome = handle(
+                            &mut self.supervisor,
+                            &mut self.shutting_down,
+                            self.pid,
+                            greeted,
+                            request,
+                        );
+                        let c = &mut self.connections[i];
+                        if matches!(outcome, Outcome::Reply(Response::Hello { .. })) {
+                            c.greeted = true;
+                        }
+                        outcome
+                    }
+                    Err(e) => Outcome::Reply(invalid(&e)),
+                },
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    c.closing = true;
+                    Outcome::Reply(invalid(&e))
+                }
+                Err(e @ FrameError::Malformed { .. }) => Outcome::Reply(invalid(&e)),
+            };
+            let c = &mut self.connections[i];
+            match outcome {
+                Outcome::Reply(response) => c.queue(&response),
+                Outcome::WaitFor(id) => c.waiting_for = Some(id),
+            }
+        }
+    }
+
+    /// Reaps exited children and answers the connections waiting for them.
+    fn resolve_exits(&mut self) {
+        self.supervisor.reap();
+        let deleted = self.supervisor.take_deleted();
+        let waiting: Vec<usize> = (0..self.connections.len())
+            .filter(|&i| self.connections[i].waiting_for.is_some())
+            .collect();
+        for i in waiting {
+            let Some(id) = self.connections[i].waiting_for.clone() else {
+                continue;
+            };
+            let exit = match deleted.iter().find(|(d, _)| *d == id) {
+                Some((_, exit)) => Ok(*exit),
+                None => self.supervisor.exit_of(&id),
+            };
+            let response = match exit {
+                Ok(Some(status)) => Response::Exited(status),
+                Ok(None) if deleted.iter().all(|(d, _)| *d != id) => continue,
+                Ok(None) | Err(_) => Response::Error(ErrorReply::new(
+                    ErrorKind::FailedPrecondition,
+                    format!("container {id} was deleted before it exited"),
+                )),
+            };
+            let c = &mut self.connections[i];
+            c.waiting_for = None;
+            c.queue(&response);
+            self.process(i);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for c in &mut self.connections {
+            // Best effort: a client that does not read its last answer is not waited for.
+            let _ = c.stream.set_nonblocking(false);
+            c.flush();
+        }
+    }
+}
+
+fn invalid(error: &dyn std::error::Error) -> Response {
+    Response::Error(ErrorReply::new(
+        ErrorKind::InvalidArgument,
+        testudo_runtime::init::chain(error),
+    ))
+}
+
+/// Carries out one request.
+fn handle(
+    supervisor: &mut Supervisor,
+    shutting_down: &mut bool,
+    pid: i32,
+    greeted: bool,
+    request: Request,
+) -> Outcome {
+    let refused =
+        |kind, message: String| Outcome::Reply(Response::Error(ErrorReply::new(kind, message)));
+    let reply = |result: Result<Response, ErrorReply>| {
+        Outcome::Reply(result.unwrap_or_else(Response::Error))
+    };
+    match request {
+        Request::Hello { version } if version == PROTOCOL_VERSION => {
+            Outcome::Reply(Response::Hello {
+                version: PROTOCOL_VERSION,
+                pid,
+            })
+        }
+        Request::Hello { version } => refused(
+            ErrorKind::FailedPrecondition,
+            format!("protocol version {version} is not supported: this monitor speaks {PROTOCOL_VERSION}"),
+        ),
+        _ if !greeted => refused(
+            ErrorKind::FailedPrecondition,
+            "the first request must be hello".into(),
+        ),
+        Request::CreateContainer(_) if *shutting_down => refused(
+            ErrorKind::FailedPrecondition,
+            "the monitor is shutting down".into(),
+        ),
+        Request::CreateContainer(create) => reply(
+            supervisor
+                .create(&create)
+                .map(|(pid, warnings)| Response::Created { pid, warnings }),
+        ),
+        Request::Start { id } => reply(
+            supervisor
+                .start(&id)
+                .map(|warnings| Response::Started { warnings }),
+        ),
+        Request::Kill { id, signal, all } => {
+            reply(supervisor.kill(&id, signal, all).map(|()| Response::Done))
+        }
+        Request::Delete { id, force } => reply(supervisor.delete(&id, force).map(|()| Response::Done)),
+        Request::State { id } => reply(supervisor.state(&id).map(Response::State)),
+        Request::List => Outcome::Reply(Response::List {
+            containers: supervisor.list(),
+        }),
+        Request::Wait { id } => match supervisor.exit_of(&id) {
+            Ok(Some(status)) => Outcome::Reply(Response::Exited(status)),
+            Ok(None) => Outcome::WaitFor(id),
+            Err(e) => Outcome::Reply(Response::Error(e)),
+        },
+        Request::Shutdown => {
+            *shutting_down = true;
+            Outcome::Reply(Response::Done)
+        }
+    }
+}
