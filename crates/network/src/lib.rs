@@ -35,7 +35,7 @@
 //!   namespace and bind-mounts `/proc/self/task/<tid>/ns/net` onto the file. Deleting unmounts
 //!   (detached) and removes the file, and succeeds when either is already done.
 //! - A namespace path given to join is checked before use: `fstatfs` must report nsfs and the
-//!   descriptor must read as `net:[...]`, so a wrong path is refused by name.
+//!   `NS_GET_NSTYPE` ioctl `CLONE_NEWNET`, so a wrong path is refused by name.
 //! - nftables through `nft -j -f -` rather than netlink (`rustables`, `nftnl`): a batch of JSON
 //!   commands is one kernel transaction, the JSON schema is documented and stable, and there is
 //!   no C library to link or binding to trust; the cost, one `nft` process per change (a few

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -323,15 +323,15 @@ impl Netns {
                 what: "not a namespace file".to_owned(),
             });
         }
-        // A namespace descriptor reads as `<type>:[<inode>]` through /proc/self/fd.
-        let link = rustix::fs::readlink(format!("/proc/self/fd/{}", fd.as_raw_fd()), Vec::new())
-            .map_err(open_error)?;
-        let link = link.to_string_lossy();
-        if !link.starts_with("net:[") {
-            let kind = link.split(':').next().unwrap_or("unknown");
+        let kind =
+            testudo_linux::process::namespace_type(fd.as_fd()).map_err(|e| NetnsError::Open {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        if kind != libc::CLONE_NEWNET {
             return Err(NetnsError::NotNetns {
                 path: path.to_path_buf(),
-                what: format!("a {kind} namespace"),
+                what: format!("a {} namespace", namespace_kind(kind)),
             });
         }
         Ok(Self {
@@ -373,6 +373,20 @@ impl Netns {
                 path: self.path.clone(),
                 source,
             })
+    }
+}
+
+/// The name `/proc/<pid>/ns` gives a namespace of type `kind`.
+fn namespace_kind(kind: i32) -> &'static str {
+    match kind {
+        libc::CLONE_NEWNS => "mnt",
+        libc::CLONE_NEWUTS => "uts",
+        libc::CLONE_NEWIPC => "ipc",
+        libc::CLONE_NEWUSER => "user",
+        libc::CLONE_NEWPID => "pid",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        libc::CLONE_NEWTIME => "time",
+        _ => "unknown",
     }
 }
 
