@@ -47,6 +47,11 @@
 //!   loopback source routed out of a non-loopback interface, and masquerading of
 //!   `127.0.0.0/8` leaving through the bridge, without which the container would answer
 //!   `127.0.0.1`, its own loopback. Ports on every address match `fib daddr type local`.
+//! - Host settings: [`BridgeDriver::setup_network`] turns on `net.ipv4.ip_forward` (and, for a
+//!   network with an IPv6 subnet, `net.ipv6.conf.all.forwarding`, which makes the kernel ignore
+//!   router advertisements on interfaces with `accept_ra=1`, as with Docker); teardown leaves
+//!   them on, as other networks may rely on them. Forwarded traffic must also pass the host's
+//!   own filter rules: a `forward` chain with policy drop elsewhere (Docker's) is not opened.
 //! - IPAM hands out the lowest free address after the gateway (the subnet's first host), skips
 //!   the network and broadcast addresses, gives an owner its existing lease back (so a retried
 //!   setup keeps its address) and refuses subnets that overlap another network's.

@@ -78,6 +78,32 @@ fn outside_world(net: &mut TestNet, octet: u8) -> (testudo_network::Netns, Ipv4A
 }
 
 #[test]
+fn two_namespaces_on_a_dual_stack_bridge_reach_each_other_over_ipv6() {
+    if !testudo_test_support::require_root() {
+        return;
+    }
+    let mut net = TestNet::with_ipv6(7, true);
+    let a = net.netns("a");
+    let b = net.netns("b");
+    let lease_a = net.attach(&a, &[]);
+    let lease_b = net.attach(&b, &[]);
+    let (addr_a, addr_b) = (lease_a.ipv6.unwrap(), lease_b.ipv6.unwrap());
+    assert_eq!(addr_a.to_string(), "fd00:231:7::2");
+
+    let served = echo_once(listen_in(&a, SocketAddr::new(IpAddr::V6(addr_a), 7002)));
+    let stream = b
+        .run(|| connect(SocketAddr::new(IpAddr::V6(addr_a), 7002)))
+        .unwrap();
+    assert_eq!(ask(stream), format!("hello from {addr_b}"));
+    served.join().unwrap();
+    let routes = b
+        .run(|| common::run("ip", &["-6", "route", "show", "default"]))
+        .unwrap();
+    assert!(routes.contains("via fd00:231:7::1 dev eth0"), "{routes}");
+    net.teardown();
+}
+
+#[test]
 fn traffic_leaving_through_another_interface_is_masqueraded() {
     if !testudo_test_support::require_root() {
         return;
@@ -158,6 +184,15 @@ fn a_port_published_on_every_address_reaches_the_namespace_from_another_one() {
         "hello from 10.231.4.1"
     );
     served.join().unwrap();
+
+    // Detaching the server removes its rules and only those.
+    let owner = server_ns.path().file_name().unwrap().to_str().unwrap();
+    net.driver
+        .detach(&testudo_network::plan_detach(&net.network, owner))
+        .unwrap();
+    let table = common::run("nft", &["-j", "list", "table", "inet", &net.id]);
+    assert!(!table.contains(&format!("container:{owner}")), "{table}");
+    assert!(table.contains(&format!("network:{}", net.id)), "{table}");
     net.teardown();
 }
 

@@ -43,13 +43,18 @@ pub struct TestNet {
 
 impl TestNet {
     pub fn new(octet: u8) -> Self {
+        Self::with_ipv6(octet, false)
+    }
+
+    /// With `ipv6`, also the subnet `fd00:231:<octet>::/64`.
+    pub fn with_ipv6(octet: u8, ipv6: bool) -> Self {
         let id = unique_id();
         let network = BridgeNetwork {
             name: id.clone(),
             bridge: IfName::new(format!("{id}b")).unwrap(),
             subnets: Subnets {
                 ipv4: format!("10.231.{octet}.0/24").parse().unwrap(),
-                ipv6: None,
+                ipv6: ipv6.then(|| format!("fd00:231:{octet}::/64").parse().unwrap()),
             },
         };
         let state = tempfile::tempdir().unwrap();
@@ -159,7 +164,7 @@ impl Drop for TestNet {
     }
 }
 
-fn run(program: &str, args: &[&str]) -> String {
+pub fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap();
     assert!(out.status.success(), "{program} {args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
