@@ -200,3 +200,16 @@ pub fn unshare(flags: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The `CLONE_NEW*` type of the namespace that `fd` refers to (`ioctl(NS_GET_NSTYPE)`, Linux
+/// 4.11); fails with `ENOTTY` when `fd` is not a namespace file.
+pub fn namespace_type(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // _IO(0xb7, 0x3) from <linux/nsfs.h>.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor's namespace.
+    let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
+    if kind == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(kind)
+}

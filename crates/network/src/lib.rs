@@ -1,0 +1,82 @@
+//! Container networking on the host: persistent named network namespaces, links, addresses and
+//! routes through rtnetlink, IP address management, and NAT and port publishing with nftables,
+//! for testudo's built-in `bridge` mode (and the namespaces of the `none` and `join` modes).
+//!
+//! Non-goals: running CNI plugins, the daemon's wiring (which network a container asks for,
+//! where leases are persisted), `/etc/hosts`, `/etc/resolv.conf` and hostname files inside
+//! containers; those come in later increments. This crate holds no container state: callers
+//! pass in what to create and persist the [`IpamState`] themselves.
+//!
+//! The flow for a bridge-mode container, each step idempotent:
+//! 1. [`NetnsDir::create`] a named namespace (a bind mount under `/run/netns`);
+//! 2. [`IpamState::allocate`] a [`Lease`] (pure; the caller persists the state, e.g. with
+//!    [`IpamStore`]);
+//! 3. [`plan_network`] and [`BridgeDriver::setup_network`] the bridge, once per network;
+//! 4. [`plan_attach`] and [`BridgeDriver::attach`] the container;
+//! 5. on removal, [`BridgeDriver::detach`] (with [`plan_detach`]), [`IpamState::release`],
+//!    [`NetnsDir::delete`].
+//!
+//! Design decisions:
+//! - rtnetlink is spoken directly over a `NETLINK_ROUTE` socket (through `rustix`), with a
+//!   hand-written encoder for the eight request shapes used (create bridge and veth, move to a
+//!   namespace, rename, set master, set up, add address, default route, delete) and a decoder
+//!   for acks and link replies. The `rtnetlink` crate is async and spawns a connection task per
+//!   socket, and a socket per namespace is the way to configure inside one: each container
+//!   would cost a task and an executor hop for a dozen round trips of microseconds;
+//!   `netlink-packet-route` (its message layer) would bring five crates and an API that changes
+//!   in every minor release, for messages that fit in 300 lines here. The API is synchronous:
+//!   each call is a few system calls, so the async daemon calls it from `spawn_blocking`.
+//! - Configuring inside a namespace: [`Netns::netlink`] opens the socket on a short-lived thread
+//!   that has `setns`ed into the namespace; a socket acts in the namespace it was created in,
+//!   so the rest runs from the caller's thread. The process's own namespaces never change.
+//! - Persistent namespaces follow `ip netns add` (iproute2): the directory is made a shared
+//!   mount point (a bind mount onto itself first, under a `flock` so that concurrent callers do
+//!   not stack mounts), an empty file is created with `O_EXCL`, a thread unshares its network
+//!   namespace and bind-mounts `/proc/self/task/<tid>/ns/net` onto the file. Deleting unmounts
+//!   (detached) and removes the file, and succeeds when either is already done.
+//! - A namespace path given to join is checked before use: `fstatfs` must report nsfs and the
+//!   `NS_GET_NSTYPE` ioctl `CLONE_NEWNET`, so a wrong path is refused by name.
+//! - nftables through `nft -j -f -` rather than netlink (`rustables`, `nftnl`): a batch of JSON
+//!   commands is one kernel transaction, the JSON schema is documented and stable, and there is
+//!   no C library to link or binding to trust; the cost, one `nft` process per change (a few
+//!   milliseconds), is paid once per container start and stop. The rules live in a table of
+//!   testudo's own (`inet testudo`), so they never mix with the host's firewall, and each rule
+//!   carries its owner's tag as a comment, by which it is replaced or removed.
+//! - Ports published on `127.0.0.1` need two things besides the DNAT rule in the `output`
+//!   chain: `route_localnet=1` on the bridge, without which the kernel drops a packet with a
+//!   loopback source routed out of a non-loopback interface, and masquerading of
+//!   `127.0.0.0/8` leaving through the bridge, without which the container would answer
+//!   `127.0.0.1`, its own loopback. Ports on every address match `fib daddr type local`.
+//! - Host settings: [`BridgeDriver::setup_network`] turns on `net.ipv4.ip_forward` (and, for a
+//!   network with an IPv6 subnet, `net.ipv6.conf.all.forwarding`, which makes the kernel ignore
+//!   router advertisements on interfaces with `accept_ra=1`, as with Docker); teardown leaves
+//!   them on, as other networks may rely on them. Forwarded traffic must also pass the host's
+//!   own filter rules: a `forward` chain with policy drop elsewhere (Docker's) is not opened.
+//! - IPAM hands out the lowest free address after the gateway (the subnet's first host), skips
+//!   the network and broadcast addresses, gives an owner its existing lease back (so a retried
+//!   setup keeps its address) and refuses subnets that overlap another network's.
+//! - Host veth names derive from a hash of network and container id (`tv` + 12 hex digits), so
+//!   detaching after a crash needs no stored state.
+//! - Dependencies beyond the workspace's usual ones: `ipnet` (subnet arithmetic and its serde
+//!   form).
+
+mod bridge;
+mod ifname;
+mod ipam;
+mod netlink;
+mod netns;
+mod nft;
+mod plan;
+mod port;
+
+pub use bridge::{BridgeDriver, BridgeError};
+pub use ifname::{IfName, IfNameError, IFNAME_MAX};
+pub use ipam::{IpamError, IpamState, IpamStore, IpamStoreError, Lease, Pool, Subnets};
+pub use netlink::{Netlink, NetlinkError};
+pub use netns::{Netns, NetnsDir, NetnsError, NetnsName, DEFAULT_NETNS_DIR};
+pub use nft::{DnatHook, NatRule, Nft, NftError, DEFAULT_TABLE};
+pub use plan::{
+    container_tag, network_tag, plan_attach, plan_detach, plan_network, AttachPlan,
+    AttachPlanError, AttachRequest, BridgeNetwork, DetachPlan, NetworkPlan, Sysctl,
+};
+pub use port::{check_ports, PortConflict, PortMapping, PortMappingError, Protocol};
