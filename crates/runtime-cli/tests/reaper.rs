@@ -52,7 +52,7 @@ fn a_signal_sent_to_the_container_reaches_the_program() {
     let bundle =
         reaped("trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done")
             .write();
-    let child = rt
+    let mut child = rt
         .cmd([
             "run",
             "--bundle",
@@ -62,8 +62,16 @@ fn a_signal_sent_to_the_container_reaches_the_program() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // A hang must fail the test, not the whole run: kill the foreground run after a minute.
+    let run_pid = child.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &run_pid.to_string()])
+            .status();
+    });
     // Wait until the trap is set: the script says so first.
-    let mut stdout = child.stdout.unwrap();
+    let mut stdout = child.stdout.take().unwrap();
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
     while !seen.ends_with(b"ready\n") {
@@ -80,6 +88,7 @@ fn a_signal_sent_to_the_container_reaches_the_program() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     assert_eq!(rest, "got-term\n");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
 }
 
 #[test]

@@ -4,11 +4,15 @@
 //! catatonit do): an orphan inside the container is reparented to PID 1, which must reap it or
 //! it stays a zombie, and a signal sent to the container reaches PID 1 only.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::process::Command;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 
+use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::process::{Pid, WaitOptions};
+use testudo_linux::process::Forked;
 
 /// Signals passed on to the supervised process.
 pub const FORWARDED: &[i32] = &[
@@ -106,14 +110,78 @@ pub fn reap(args: &[OsString]) -> Result<u8, ReaperError> {
     };
     let (program, rest) = args.split_first().ok_or(ReaperError::Usage)?;
     block_forwarded()?;
-    // std resets the signal mask and SIGPIPE in the child, so the program starts as usual.
-    let child = Command::new(program)
-        .args(rest)
-        .spawn()
-        .map_err(|source| ReaperError::Spawn {
-            program: program.to_string_lossy().into_owned(),
-            source,
-        })?;
-    let pid = i32::try_from(child.id()).map_err(|_| ReaperError::Disappeared(-1))?;
+    let pid = spawn_unblocked(program, rest).map_err(|source| ReaperError::Spawn {
+        program: program.to_string_lossy().into_owned(),
+        source,
+    })?;
     wait_forwarding(pid, |_| false)
+}
+
+/// Starts `program` with the signal mask and dispositions a program expects. `Command` would
+/// pass on the mask that [`block_forwarded`] set, and a program that starts with SIGTERM
+/// blocked never sees the TERM it is sent. An exec failure comes back through a close-on-exec
+/// pipe, so it is reported here rather than as an exit code.
+fn spawn_unblocked(program: &OsStr, args: &[OsString]) -> io::Result<i32> {
+    let path = find_program(program)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such program"))?;
+    let c = |s: &OsStr| CString::new(s.as_bytes()).map_err(io::Error::other);
+    let path = c(path.as_os_str())?;
+    let argv = std::iter::once(program)
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(c)
+        .collect::<io::Result<Vec<_>>>()?;
+    let envp = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut entry = k;
+            entry.push("=");
+            entry.push(v);
+            c(&entry)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let (reader, writer) = pipe_with(PipeFlags::CLOEXEC)?;
+    // Everything the child needs was prepared above; this process is single-threaded.
+    match testudo_linux::process::clone3(0)? {
+        Forked::Child => {
+            drop(reader);
+            let error = match testudo_linux::signal::reset_for_exec() {
+                Ok(()) => testudo_linux::process::execve(&path, &argv, &envp),
+                Err(e) => e,
+            };
+            let errno = error.raw_os_error().unwrap_or(libc::ENOEXEC);
+            let _ = rustix::io::write(&writer, &errno.to_ne_bytes());
+            testudo_linux::process::exit_immediately(127)
+        }
+        Forked::Parent(pid) => {
+            drop(writer);
+            let mut errno = [0u8; 4];
+            let read = loop {
+                match rustix::io::read(&reader, &mut errno) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    other => break other?,
+                }
+            };
+            if read == errno.len() {
+                // The child exits at once; reap it so it does not linger.
+                let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+                return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
+            }
+            Ok(pid.as_raw_nonzero().get())
+        }
+    }
+}
+
+/// `program` itself when it holds a `/`, else the first executable file of that name in `PATH`
+/// (the image's usual PATH when the variable is unset).
+fn find_program(program: &OsStr) -> Option<PathBuf> {
+    if program.as_bytes().contains(&b'/') {
+        return Some(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
