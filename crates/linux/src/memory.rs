@@ -1,29 +1,97 @@
 //! Giving memory back while a process waits: a container's init can wait a long time between
-//! `create` and `start`, and every page it keeps mapped is charged to it.
+//! `create` and `start`, a container monitor sits idle most of its life, and every page either
+//! keeps mapped is charged to it.
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-/// Drops this process's clean, read-only file pages (its code and constants) and free heap, then opens
-/// `path` with `flags`, an open that may block for a long time (a fifo).
+/// An address range `[start, end)`.
+type Range = (usize, usize);
+
+/// Drops this process's clean, read-only file pages (its code and constants) and free heap: for a
+/// process about to sit idle, whose resident pages are charged to it while it waits.
 ///
 /// The pages dropped are unmodified copies of the page cache: they fault back in on use, at the cost
 /// of a minor fault each, and nothing is lost. Mappings that are writable, or that hold modified pages
-/// (relocated data), are left alone. Dropping and opening happen in this one function through raw
-/// system calls, so that as little code as possible is faulted back in before the open blocks.
-pub fn open_after_releasing_pages(path: &CStr, flags: i32) -> io::Result<OwnedFd> {
+/// (relocated data), are left alone. Each fault maps its neighbours too ("fault-around", 16 pages),
+/// so the callers below go to sleep with a raw system call straight after the release: every
+/// function called in between would bring a good part of the code back.
+fn clean_ranges() -> io::Result<(Vec<Range>, Option<Range>)> {
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let ranges = clean_read_only_mappings(&smaps);
-    drop(smaps);
+    let stack = smaps
+        .lines()
+        .find(|l| l.ends_with("[stack]"))
+        .and_then(|l| l.split_ascii_whitespace().next())
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| {
+            Some((
+                usize::from_str_radix(a, 16).ok()?,
+                usize::from_str_radix(b, 16).ok()?,
+            ))
+        });
     // SAFETY: malloc_trim only returns free heap memory to the kernel; live allocations are untouched.
     unsafe { libc::malloc_trim(0) };
-    for &(start, end) in &ranges {
+    Ok((ranges, stack))
+}
+
+#[inline(always)]
+fn release(ranges: &[Range], stack: Option<Range>) {
+    // The part of the main thread's stack below the frames in use holds nothing live: deep
+    // calls made during start-up (argument parsing, the first container) left it resident.
+    let marker = 0u8;
+    let sp = std::ptr::addr_of!(marker) as usize;
+    if let Some((low, _)) = stack.filter(|&(low, high)| low < sp && sp <= high) {
+        // Four pages of margin for the frames the calls below still push.
+        let end = (sp & !4095).saturating_sub(4 * 4096);
+        if end > low {
+            // SAFETY: [low, end) is the main thread's stack below the current frame and its
+            // margin: no live data is there; a later use finds zeroed pages, as fresh stack.
+            unsafe { libc::syscall(libc::SYS_madvise, low, end - low, libc::MADV_DONTNEED) };
+        }
+    }
+    for &(start, end) in ranges {
         // SAFETY: the range is a private, non-writable file mapping of this process without modified
         // pages (from /proc/self/smaps); MADV_DONTNEED only drops its page-table entries and the next
         // access refaults the same file contents, so no memory that Rust code relies on changes.
         unsafe { libc::syscall(libc::SYS_madvise, start, end - start, libc::MADV_DONTNEED) };
     }
+}
+
+/// Gives the clean pages back (see [`clean_ranges`]), then waits in `poll(2)` on `fds` without a
+/// timeout; returns how many have events.
+pub fn poll_after_releasing_pages(fds: &mut [libc::pollfd]) -> io::Result<usize> {
+    let count = libc::nfds_t::try_from(fds.len()).map_err(io::Error::other)?;
+    let (ranges, stack) = clean_ranges()?;
+    release(&ranges, stack);
+    loop {
+        // SAFETY: `fds` is a valid, writable array of `count` pollfd structures for the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_ppoll,
+                fds.as_mut_ptr(),
+                count,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if ret >= 0 {
+            return usize::try_from(ret).map_err(io::Error::other);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Gives the clean pages back (see [`clean_ranges`]), then opens `path` with `flags`, an open that
+/// may block for a long time (a fifo).
+pub fn open_after_releasing_pages(path: &CStr, flags: i32) -> io::Result<OwnedFd> {
+    let (ranges, stack) = clean_ranges()?;
+    release(&ranges, stack);
     // SAFETY: `path` is NUL-terminated and outlives the call.
     let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags) };
     if fd < 0 {

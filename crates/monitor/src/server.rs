@@ -3,7 +3,7 @@
 //! so operations on the monitor's containers are serialised.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use rustix::event::{poll, PollFd, PollFlags};
@@ -134,7 +134,18 @@ pub(crate) struct Server {
     supervisor: Supervisor,
     shutting_down: bool,
     pid: i32,
+    /// No event came for [`IDLE`]: the next wait gives the clean pages back first.
+    pages_released: std::cell::Cell<bool>,
 }
+
+/// After this long without an event the monitor gives its clean code pages and free heap back
+/// (`testudo_linux::memory::release_clean_pages`): a monitor is idle nearly all its life, and its
+/// pages would otherwise stay charged to it; they fault back in from the page cache when the next
+/// event comes.
+const IDLE: rustix::time::Timespec = rustix::time::Timespec {
+    tv_sec: 1,
+    tv_nsec: 0,
+};
 
 impl Server {
     pub(crate) fn new(listener: UnixListener, supervisor: Supervisor) -> io::Result<Self> {
@@ -145,6 +156,7 @@ impl Server {
             supervisor,
             shutting_down: false,
             pid: rustix::process::getpid().as_raw_nonzero().get(),
+            pages_released: std::cell::Cell::new(false),
         })
     }
 
@@ -181,12 +193,30 @@ impl Server {
             .map(|(fd, flags, _)| PollFd::from_borrowed_fd(*fd, *flags))
             .collect();
         loop {
-            match poll(&mut fds, None) {
+            if self.pages_released.get() {
+                // Idle: sleep with the pages given back (see [`IDLE`]).
+                let mut raw: Vec<libc::pollfd> = fds
+                    .iter()
+                    .zip(&sources)
+                    .map(|(_, (fd, flags, _))| libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: i16::try_from(flags.bits()).unwrap_or(0),
+                        revents: 0,
+                    })
+                    .collect();
+                testudo_linux::memory::poll_after_releasing_pages(&mut raw)?;
+                // The events are read again by an ordinary poll, which now returns at once.
+                self.pages_released.set(false);
+                continue;
+            }
+            match poll(&mut fds, Some(&IDLE)) {
+                Ok(0) => self.pages_released.set(true),
                 Ok(_) => break,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
+        self.pages_released.set(false);
         Ok(fds
             .iter()
             .zip(&sources)

@@ -75,6 +75,9 @@ fn the_monitor_memory_with_one_and_ten_idle_containers_is_reported() {
     }
     let monitor = TestMonitor::start();
     let mut client = monitor.client();
+    // Idle, as monitors are nearly all their life: it gives its clean pages back after a second.
+    let idle = || std::thread::sleep(Duration::from_millis(1500));
+    idle();
     let empty = pss_kib(monitor.pid);
     let bundles: Vec<Bundle> = (0..10).map(|_| sh("echo ready; sleep 1000")).collect();
     let mut figures = vec![(0, empty)];
@@ -84,6 +87,7 @@ fn the_monitor_memory_with_one_and_ten_idle_containers_is_reported() {
             !read_log(&monitor.log_path(b.id())).is_empty()
         }));
         if n == 0 || n == 9 {
+            idle();
             figures.push((n + 1, pss_kib(monitor.pid)));
         }
     }
