@@ -13,7 +13,7 @@ use testudo_engine::images::{ImageService, ImageServiceConfig, SnapshotterChoice
 use testudo_image::manifest::Platform;
 use testudo_image::registry::{Credentials, RegistryOptions};
 use testudo_image::runtime_config::{apply_image_config, ProcessOverrides};
-use testudo_snapshot::{mount_all, unmount, SnapshotKind};
+use testudo_snapshot::{mount_all, unmount, SnapshotKind, WhiteoutFormat};
 use testudo_test_support::{
     error_chain, require_root, unique_id, BusyboxRootfs, Compression, ImageLayout, Layer,
     PushFormat, Registry, Runtime, TestImage,
@@ -108,20 +108,26 @@ async fn run_image(images: &ImageService, reference: &str) -> String {
 
 const EXPECTED: &str = "new\nzstd\nsecond layer\nno-motd\ntester\n/data\nfrom-the-image\n";
 
+/// Pulls the layered image with `snapshotter`, runs it, and checks what it printed.
+async fn pull_and_run(snapshotter: SnapshotterChoice) -> (tempfile::TempDir, ImageService) {
+    let registry = Registry::start();
+    let base = Layer::from_dir(BusyboxRootfs::new().path());
+    push(&registry, &layered_image(&base), "test/layered:v1");
+    let root = tempfile::tempdir().unwrap();
+    let images = service(root.path(), &registry, snapshotter);
+    let reference = format!("{}/test/layered:v1", registry.address());
+    let info = images.pull(&reference, false).await.unwrap();
+    assert_eq!(info.layers, 4);
+    assert_eq!(run_image(&images, &reference).await, EXPECTED);
+    (root, images)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pulled_image_runs_with_its_layers_whiteouts_and_config_on_overlay() {
     if !require_root() {
         return;
     }
-    let registry = Registry::start();
-    let base = Layer::from_dir(BusyboxRootfs::new().path());
-    push(&registry, &layered_image(&base), "test/layered:v1");
-    let root = tempfile::tempdir().unwrap();
-    let images = service(root.path(), &registry, SnapshotterChoice::Overlay);
-    let reference = format!("{}/test/layered:v1", registry.address());
-    let info = images.pull(&reference, false).await.unwrap();
-    assert_eq!(info.layers, 4);
-    assert_eq!(run_image(&images, &reference).await, EXPECTED);
+    let (_root, images) = pull_and_run(SnapshotterChoice::Overlay).await;
     // The container's snapshot is gone; the four layers stay committed.
     let snapshots = images.snapshotter().list().unwrap();
     assert_eq!(snapshots.len(), 4, "{snapshots:?}");
@@ -133,14 +139,11 @@ async fn the_copy_snapshotter_gives_the_same_tree_without_overlayfs() {
     if !require_root() {
         return;
     }
-    let registry = Registry::start();
-    let base = Layer::from_dir(BusyboxRootfs::new().path());
-    push(&registry, &layered_image(&base), "test/layered:v1");
-    let root = tempfile::tempdir().unwrap();
-    let images = service(root.path(), &registry, SnapshotterChoice::Copy);
-    let reference = format!("{}/test/layered:v1", registry.address());
-    images.pull(&reference, false).await.unwrap();
-    assert_eq!(run_image(&images, &reference).await, EXPECTED);
+    let (_root, images) = pull_and_run(SnapshotterChoice::Copy).await;
+    assert_eq!(
+        images.snapshotter().whiteout_format(),
+        WhiteoutFormat::Remove
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
