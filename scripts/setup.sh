@@ -22,6 +22,8 @@ PACKAGES=(
     # image tests: the reference registry on 127.0.0.1, skopeo to seed it, htpasswd (bcrypt) for its
     # basic auth, openssl for the token server's signing certificate
     docker-registry skopeo apache2-utils openssl
+    # networking tests: nft for NAT and published ports, the CNI plugins for cni mode
+    nftables containernetworking-plugins
 )
 
 STEP=""
@@ -73,7 +75,7 @@ else
 fi
 
 step "check the installed tools"
-for tool in runc crun podman ctr busybox jq ip python3 gcc unshare; do
+for tool in runc crun podman ctr busybox jq ip nft python3 gcc unshare docker-registry skopeo htpasswd openssl script; do
     command -v "$tool" >/dev/null || {
         echo "setup.sh: ${tool} not found on PATH after installing packages" >&2
         false
