@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::namespaces::timestamp;
 use crate::request::{ImageReference, NamespaceName, RequestError, MAX_CHUNK};
-use crate::status::CallError;
+use crate::status::{hide_path, CallError};
 use crate::Engine;
 
 /// The largest manifest Inspect returns; the engine refuses larger ones at pull time anyway.
@@ -186,7 +186,7 @@ impl ImagesService for Images {
             .images
             .import(spool.path(), default_name)
             .await
-            .map_err(CallError::from)?;
+            .map_err(|e| hide_path(CallError::from(e).into(), spool.path(), "(uploaded)"))?;
         for info in &infos {
             tracing::info!(namespace = %namespace.name(), image = %info.name, "image imported");
         }

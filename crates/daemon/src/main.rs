@@ -88,7 +88,10 @@ struct Engine {
 }
 
 impl Engine {
+    /// Opens the state database first: its lock keeps a second daemon on the same root out
+    /// before anything of the first one's is touched (such as the spool, emptied next).
     fn open(config: &Config) -> Result<Engine, DaemonError> {
+        let state = StateDb::open(&config.root.join("state.redb")).map_err(DaemonError::State)?;
         let spool = config.root.join("tmp");
         // Leftovers of a crash are removed with the directory; a missing one is fine.
         let _ = std::fs::remove_dir_all(&spool);
@@ -96,7 +99,6 @@ impl Engine {
             path: spool.clone(),
             source,
         })?;
-        let state = StateDb::open(&config.root.join("state.redb")).map_err(DaemonError::State)?;
         let images = ImageService::open(ImageServiceConfig {
             root: config.root.join("images"),
             registry: RegistryOptions {
@@ -133,9 +135,10 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         path: config.root.clone(),
         source,
     })?;
+    // The socket first: a daemon already serving it is refused before this one opens anything.
+    let (listener, guard) = SocketGuard::bind(&config.socket)?;
     let engine = Arc::new(Engine::open(&config)?);
     engine.ensure_default_namespace()?;
-    let (listener, guard) = SocketGuard::bind(&config.socket)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");

@@ -62,6 +62,17 @@ impl From<CallError> for Status {
     }
 }
 
+/// `status` with every mention of the daemon's own file `path` replaced by `name`: the spool
+/// file of an import is the daemon's business, not the client's (`docs/api.md`: no host paths).
+pub(crate) fn hide_path(status: Status, path: &std::path::Path, name: &str) -> Status {
+    let path = path.to_string_lossy();
+    if status.message().contains(path.as_ref()) {
+        Status::new(status.code(), status.message().replace(path.as_ref(), name))
+    } else {
+        status
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -78,6 +89,18 @@ mod tests {
             .message()
             .starts_with("invalid namespace name \"Bad_Name\""));
         assert!(!status.message().contains('\n'));
+    }
+
+    #[test]
+    fn the_spool_path_is_hidden_from_the_client() {
+        let status = Status::invalid_argument("cannot read the tar archive /root/tmp/import-1.tar");
+        let hidden = hide_path(
+            status,
+            std::path::Path::new("/root/tmp/import-1.tar"),
+            "the upload",
+        );
+        assert_eq!(hidden.code(), Code::InvalidArgument);
+        assert_eq!(hidden.message(), "cannot read the tar archive the upload");
     }
 
     #[test]
