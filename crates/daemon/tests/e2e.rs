@@ -289,6 +289,13 @@ fn an_image_is_pulled_listed_inspected_and_deleted() {
         "testudoctl: namespace \"ghost\" not found"
     );
 
+    let missing = format!("{}/missing:v1", registry.address());
+    let refused = daemon.fails(&["image", "pull", &missing]);
+    assert!(refused.contains("not found"), "{refused}");
+    let unreachable = daemon.fails(&["image", "pull", "127.0.0.1:1/app:v1"]);
+    assert!(unreachable.contains("Connection refused"), "{unreachable}");
+    assert_eq!(names(&daemon.json(&["image", "ls"])), [reference.as_str()]);
+
     assert_eq!(daemon.ok(&["image", "rm", &reference]), "");
     assert_eq!(daemon.ok(&["image", "ls"]).lines().count(), 1);
     let missing = daemon.fails(&["image", "inspect", &reference]);
@@ -379,5 +386,84 @@ fn an_imported_layout_tar_exports_and_imports_back_and_a_bad_one_changes_nothing
         "testudoctl: cannot read the tar archive (uploaded)"
     );
     assert_eq!(names(&daemon.json(&["image", "ls"])), [name]);
+    assert!(daemon.spooled().is_empty());
+}
+
+/// A raw gRPC channel to the daemon, to see the status codes that testudoctl only prints.
+async fn channel(socket: PathBuf) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_static("http://testudod.invalid")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refused_requests_get_the_status_code_of_their_kind() {
+    use testudo_api::images::v1::images_service_client::ImagesServiceClient;
+    use testudo_api::images::v1::{import_request, ImportRequest, InspectRequest, ListRequest};
+    use testudo_api::namespaces::v1::namespaces_service_client::NamespacesServiceClient;
+    use testudo_api::namespaces::v1::{CreateRequest, DeleteRequest};
+    use tonic::Code;
+
+    let daemon = Daemon::start(&[]);
+    let channel = channel(daemon.socket()).await;
+    let mut namespaces = NamespacesServiceClient::new(channel.clone());
+    let mut images = ImagesServiceClient::new(channel);
+    let create = |name: &str| CreateRequest {
+        name: name.to_owned(),
+        tags: Default::default(),
+    };
+
+    let duplicate = namespaces.create(create("default")).await.unwrap_err();
+    assert_eq!(duplicate.code(), Code::AlreadyExists);
+    let invalid = namespaces.create(create("UPPER")).await.unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let missing = namespaces
+        .delete(DeleteRequest {
+            name: "ghost".to_owned(),
+            force: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    let unknown_namespace = images
+        .list(ListRequest {
+            namespace: "ghost".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_namespace.code(), Code::NotFound);
+    let inspect = |reference: &str| InspectRequest {
+        namespace: "default".to_owned(),
+        reference: reference.to_owned(),
+    };
+    let bad_reference = images.inspect(inspect("Bad Ref!")).await.unwrap_err();
+    assert_eq!(bad_reference.code(), Code::InvalidArgument);
+    let no_image = images
+        .inspect(inspect("example.com/none:v1"))
+        .await
+        .unwrap_err();
+    assert_eq!(no_image.code(), Code::NotFound);
+
+    let chunk_first = ImportRequest {
+        message: Some(import_request::Message::Chunk(b"tar".to_vec())),
+    };
+    let no_start = images
+        .import(tokio_stream::iter([chunk_first]))
+        .await
+        .unwrap_err();
+    assert_eq!(no_start.code(), Code::InvalidArgument);
+    assert_eq!(
+        no_start.message(),
+        "the first message of an import must be `start`"
+    );
     assert!(daemon.spooled().is_empty());
 }
