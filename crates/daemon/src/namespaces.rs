@@ -83,3 +83,82 @@ impl NamespacesService for Namespaces {
         Ok(Response::new(DeleteResponse {}))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use testudo_engine::state::{ContainerRecord, Name};
+    use tonic::Code;
+
+    use super::*;
+
+    fn engine(root: &std::path::Path) -> Arc<Engine> {
+        let config = crate::Config {
+            root: root.to_owned(),
+            socket: root.join("unused.sock"),
+            insecure_registries: Vec::new(),
+            log_level: tracing::Level::INFO,
+        };
+        Arc::new(Engine::open(&config).unwrap())
+    }
+
+    fn delete(name: &str, force: bool) -> Request<DeleteRequest> {
+        Request::new(DeleteRequest {
+            name: name.to_owned(),
+            force,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_namespace_holding_a_container_is_deleted_only_with_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        let service = Namespaces::new(engine.clone());
+        service
+            .create(Request::new(CreateRequest {
+                name: "acme".to_owned(),
+                tags: Default::default(),
+            }))
+            .await
+            .unwrap();
+        let acme = Name::parse("namespace", "acme").unwrap();
+        engine
+            .state
+            .insert_container(&ContainerRecord {
+                namespace: acme.clone(),
+                id: "a".repeat(64),
+                name: Name::parse("container", "web").unwrap(),
+                image: "docker.io/library/busybox:latest".to_owned(),
+                config: serde_json::Value::Null,
+                status: "created".to_owned(),
+                pid: None,
+                exit_code: None,
+                created: "2026-01-01T00:00:00Z".to_owned(),
+                started: None,
+                finished: None,
+                labels: Default::default(),
+            })
+            .unwrap();
+
+        let refused = service.delete(delete("acme", false)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        assert_eq!(
+            refused.message(),
+            "namespace \"acme\" still holds 1 container(s)"
+        );
+        assert_eq!(engine.state.containers(&acme).unwrap().len(), 1);
+
+        service.delete(delete("acme", true)).await.unwrap();
+        let gone = engine.state.namespace(&acme).unwrap_err();
+        assert_eq!(gone.to_string(), "namespace \"acme\" not found");
+    }
+
+    #[test]
+    fn a_stored_time_becomes_an_api_timestamp() {
+        let t = timestamp("2026-01-02T03:04:05.5Z").unwrap();
+        assert_eq!(t.nanos, 500_000_000);
+        assert_eq!(t.seconds % 60, 5);
+        assert!(timestamp("yesterday").is_none());
+    }
+}

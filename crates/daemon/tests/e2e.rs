@@ -129,6 +129,15 @@ impl Drop for Daemon {
     }
 }
 
+/// Every daemon of a test directory appends its log to `<dir>/testudod.log`.
+fn log_file(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("testudod.log"))
+        .unwrap()
+}
+
 fn spawn_daemon(dir: &Path, insecure: &[String]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_testudod"));
     cmd.arg("--root")
@@ -137,7 +146,8 @@ fn spawn_daemon(dir: &Path, insecure: &[String]) -> Child {
         .arg(dir.join("run/testudod.sock"))
         .args(["--log-level", "debug"])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        // A file, not a pipe nobody drains: a full pipe would block the daemon.
+        .stderr(log_file(dir));
     for registry in insecure {
         cmd.args(["--insecure-registry", registry]);
     }
@@ -193,12 +203,11 @@ fn the_socket_is_group_only_refuses_a_second_daemon_and_goes_with_sigterm() {
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o7777, 0o660);
 
-    let second = spawn_daemon(daemon.dir.path(), &[])
-        .wait_with_output()
-        .unwrap();
-    assert_eq!(second.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("is in use by a running daemon"), "{stderr}");
+    let second = spawn_daemon(daemon.dir.path(), &[]).wait().unwrap();
+    assert_eq!(second.code(), Some(1));
+    let stderr = std::fs::read_to_string(daemon.dir.path().join("testudod.log")).unwrap();
+    let refusal = format!("testudod: socket {socket:?} is in use by a running daemon\n");
+    assert!(stderr.contains(&refusal), "{stderr}");
     // The first daemon still answers.
     assert_eq!(names(&daemon.json(&["ns", "ls"])), ["default"]);
 
