@@ -12,16 +12,20 @@ use std::time::{Duration, Instant};
 use testudo_image::layout::{export_layout, import_layout, LayoutError};
 
 use crate::error::{ErrorKind, Kind};
-use testudo_image::manifest::Platform;
 use testudo_image::pull::{fetch, resolve, PullError, PullOptions, ResolvedImage};
 use testudo_image::reference::{ImageRef, ReferenceError};
-use testudo_image::registry::{RegistryClient, RegistryError, RegistryOptions};
+use testudo_image::registry::{RegistryClient, RegistryError};
 use testudo_image::store::{ContentStore, ImageRecord, StoreError};
 use testudo_image::unpack::{unpack_layer, UnpackError, WhiteoutMode};
 use testudo_snapshot::{
     overlay_supported, CopySnapshotter, Mount, OverlaySnapshotter, SnapshotError, SnapshotKind,
     Snapshotter, WhiteoutFormat,
 };
+
+// The types of [`ImageServiceConfig`], so that the daemon can configure the service without
+// depending on the image crate itself (the layering allows daemon -> engine only).
+pub use testudo_image::manifest::Platform;
+pub use testudo_image::registry::RegistryOptions;
 
 /// Why an image operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,319 @@
+//! A typed async client for `testudod`'s unix socket: one method per API call, plain results,
+//! and errors that carry the daemon's status code and message.
+//!
+//! Non-goals: presentation (tables, JSON: `testudoctl` does that), retries, and TCP with mutual
+//! TLS (later, beside the daemon's TCP listener). The messages are `testudo-api`'s, re-exported
+//! as [`namespaces`] and [`images`], so callers need no other crate for them.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::stream::{self, StreamExt};
+use hyper_util::rt::TokioIo;
+use testudo_api::images::v1::images_service_client::ImagesServiceClient;
+use testudo_api::images::v1::{
+    import_request, pull_response, DeleteRequest as DeleteImageRequest, ExportRequest, Image,
+    ImportRequest, ImportStart, InspectRequest, InspectResponse, ListRequest as ListImagesRequest,
+    PruneRequest, PruneResponse, PullProgress, PullRequest,
+};
+use testudo_api::namespaces::v1::namespaces_service_client::NamespacesServiceClient;
+use testudo_api::namespaces::v1::{CreateRequest, DeleteRequest, ListRequest, Namespace};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tower::service_fn;
+
+pub use testudo_api::images::v1 as images;
+pub use testudo_api::namespaces::v1 as namespaces;
+pub use tonic::Code;
+
+/// The daemon's default socket.
+pub const DEFAULT_SOCKET: &str = "/run/testudo/testudod.sock";
+
+/// The largest bytes chunk the API allows in a stream.
+const MAX_CHUNK: usize = 1 << 20;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The daemon's socket cannot be reached.
+    #[error("cannot connect to the daemon at {socket:?}")]
+    Connect {
+        /// The socket.
+        socket: PathBuf,
+        /// The cause.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The daemon refused or failed the call.
+    #[error("{message}")]
+    Status {
+        /// The gRPC status code.
+        code: Code,
+        /// The daemon's one-line message.
+        message: String,
+    },
+    /// The daemon answered without a field the API promises.
+    #[error("the daemon's answer has no {field}")]
+    MissingField {
+        /// The field.
+        field: &'static str,
+    },
+    /// Reading the archive to import, or writing the exported one, failed.
+    #[error("cannot {action} the archive")]
+    Archive {
+        /// `read`, `write`.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    /// The status code, for an error the daemon returned.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Status { code, .. } => Some(*code),
+            ClientError::Connect { .. }
+            | ClientError::MissingField { .. }
+            | ClientError::Archive { .. } => None,
+        }
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Status {
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}
+
+/// A connection to the daemon.
+#[derive(Debug, Clone)]
+pub struct Client {
+    namespaces: NamespacesServiceClient<Channel>,
+    images: ImagesServiceClient<Channel>,
+}
+
+impl Client {
+    /// Connects to the daemon's unix socket at `socket`.
+    pub async fn connect(socket: &Path) -> Result<Client, ClientError> {
+        let path = socket.to_owned();
+        // The URI is a placeholder that tonic requires; every connection goes to the socket.
+        let channel =
+            Endpoint::from_static("http://testudod.invalid")
+                .connect_with_connector(service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }))
+                .await
+                .map_err(|source| ClientError::Connect {
+                    socket: socket.to_owned(),
+                    source,
+                })?;
+        Ok(Client {
+            namespaces: NamespacesServiceClient::new(channel.clone()),
+            images: ImagesServiceClient::new(channel),
+        })
+    }
+
+    /// Creates namespace `name` with `tags`.
+    pub async fn create_namespace(
+        &mut self,
+        name: &str,
+        tags: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Namespace, ClientError> {
+        let response = self
+            .namespaces
+            .create(CreateRequest {
+                name: name.to_owned(),
+                tags: tags.into_iter().collect(),
+            })
+            .await?;
+        response
+            .into_inner()
+            .namespace
+            .ok_or(ClientError::MissingField { field: "namespace" })
+    }
+
+    /// Every namespace, by name.
+    pub async fn list_namespaces(&mut self) -> Result<Vec<Namespace>, ClientError> {
+        Ok(self
+            .namespaces
+            .list(ListRequest {})
+            .await?
+            .into_inner()
+            .namespaces)
+    }
+
+    /// Deletes namespace `name`; `force` also when it holds objects.
+    pub async fn delete_namespace(&mut self, name: &str, force: bool) -> Result<(), ClientError> {
+        self.namespaces
+            .delete(DeleteRequest {
+                name: name.to_owned(),
+                force,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Pulls `reference` into `namespace`, calling `progress` for each progress event, and
+    /// returns the image.
+    pub async fn pull_image(
+        &mut self,
+        namespace: &str,
+        reference: &str,
+        mut progress: impl FnMut(&PullProgress),
+    ) -> Result<Image, ClientError> {
+        let mut stream = self
+            .images
+            .pull(PullRequest {
+                namespace: namespace.to_owned(),
+                reference: reference.to_owned(),
+            })
+            .await?
+            .into_inner();
+        while let Some(response) = stream.message().await? {
+            match response.message {
+                Some(pull_response::Message::Progress(p)) => progress(&p),
+                Some(pull_response::Message::Image(image)) => return Ok(image),
+                None => {}
+            }
+        }
+        Err(ClientError::MissingField { field: "image" })
+    }
+
+    /// The images of `namespace`, by name.
+    pub async fn list_images(&mut self, namespace: &str) -> Result<Vec<Image>, ClientError> {
+        Ok(self
+            .images
+            .list(ListImagesRequest {
+                namespace: namespace.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .images)
+    }
+
+    /// Describes image `reference` of `namespace`, with its manifest and config.
+    pub async fn inspect_image(
+        &mut self,
+        namespace: &str,
+        reference: &str,
+    ) -> Result<InspectResponse, ClientError> {
+        Ok(self
+            .images
+            .inspect(InspectRequest {
+                namespace: namespace.to_owned(),
+                reference: reference.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Deletes the reference `reference` of `namespace`.
+    pub async fn delete_image(
+        &mut self,
+        namespace: &str,
+        reference: &str,
+    ) -> Result<(), ClientError> {
+        self.images
+            .delete(DeleteImageRequest {
+                namespace: namespace.to_owned(),
+                reference: reference.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Frees content no reference or container needs.
+    pub async fn prune_images(&mut self, namespace: &str) -> Result<PruneResponse, ClientError> {
+        Ok(self
+            .images
+            .prune(PruneRequest {
+                namespace: namespace.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Imports the OCI layout tar read from `archive` into `namespace`; `default_name` names
+    /// images the archive names only by tag.
+    pub async fn import_images(
+        &mut self,
+        namespace: &str,
+        default_name: Option<&str>,
+        archive: impl AsyncRead + Send + Unpin + 'static,
+    ) -> Result<Vec<Image>, ClientError> {
+        let start = ImportRequest {
+            message: Some(import_request::Message::Start(ImportStart {
+                namespace: namespace.to_owned(),
+                default_name: default_name.unwrap_or_default().to_owned(),
+            })),
+        };
+        // A read error ends the stream early; the daemon then refuses the truncated archive,
+        // and the error itself is reported from here.
+        let (read_error, mut read_failed) = tokio::sync::oneshot::channel();
+        let chunks = stream::unfold(
+            (archive, Some(read_error)),
+            |(mut archive, mut read_error)| async move {
+                let mut chunk = vec![0; MAX_CHUNK];
+                match archive.read(&mut chunk).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        let message = ImportRequest {
+                            message: Some(import_request::Message::Chunk(chunk)),
+                        };
+                        Some((message, (archive, read_error)))
+                    }
+                    Err(e) => {
+                        if let Some(sender) = read_error.take() {
+                            let _ = sender.send(e);
+                        }
+                        None
+                    }
+                }
+            },
+        );
+        let requests = stream::iter([start]).chain(chunks);
+        let result = self.images.import(requests).await;
+        // Not awaited: the transport may still hold the request stream after the answer.
+        if let Ok(source) = read_failed.try_recv() {
+            return Err(ClientError::Archive {
+                action: "read",
+                source,
+            });
+        }
+        Ok(result?.into_inner().images)
+    }
+
+    /// Exports `references` of `namespace` as an OCI layout tar written to `out`.
+    pub async fn export_images(
+        &mut self,
+        namespace: &str,
+        references: &[&str],
+        out: &mut (impl AsyncWrite + Unpin),
+    ) -> Result<(), ClientError> {
+        let mut stream = self
+            .images
+            .export(ExportRequest {
+                namespace: namespace.to_owned(),
+                references: references.iter().map(|r| (*r).to_owned()).collect(),
+            })
+            .await?
+            .into_inner();
+        let write_error = |source| ClientError::Archive {
+            action: "write",
+            source,
+        };
+        while let Some(response) = stream.message().await? {
+            out.write_all(&response.chunk).await.map_err(write_error)?;
+        }
+        out.flush().await.map_err(write_error)
+    }
+}

@@ -1,0 +1,290 @@
+//! `testudoctl`, the command-line client of `testudod`: namespaces and images in this first
+//! increment. Human tables by default, `--json` for scripts; an error is one line,
+//! `testudoctl: <message>`, and exit status 1.
+//!
+//! Non-goals: any logic the daemon owns (validation, defaults beyond the namespace); this binary
+//! parses flags, calls `testudo-client` and prints.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use testudo_client::{Client, ClientError, DEFAULT_SOCKET};
+
+use crate::output::{image_json, image_rows, namespace_json, namespace_rows, table};
+
+/// testudoctl: the client of the testudo daemon
+#[derive(Debug, Parser)]
+#[command(name = "testudoctl", version)]
+struct Cli {
+    /// The daemon's unix socket
+    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// The namespace to work in
+    #[arg(short = 'n', long, global = true, default_value = "default")]
+    namespace: String,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Namespaces (tenants)
+    #[command(subcommand)]
+    Ns(NsCommand),
+    /// Images of the namespace
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NsCommand {
+    /// Create a namespace
+    Create {
+        /// Its name
+        name: String,
+    },
+    /// List namespaces
+    Ls,
+    /// Delete a namespace
+    Rm {
+        /// Its name
+        name: String,
+        /// Also when it holds containers or images
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Pull an image from its registry
+    Pull {
+        /// The reference: busybox, registry:5000/app:1.2, name@sha256:...
+        reference: String,
+    },
+    /// List images
+    Ls,
+    /// Show an image with its manifest and config
+    Inspect {
+        /// The reference
+        reference: String,
+    },
+    /// Delete an image reference
+    Rm {
+        /// The reference
+        reference: String,
+    },
+    /// Import the images of an OCI layout tar archive
+    Import {
+        /// The archive
+        file: PathBuf,
+        /// The name of images the archive names only by tag
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Export an image as an OCI layout tar archive
+    Export {
+        /// The reference
+        reference: String,
+        /// The archive to write; it must not exist
+        file: PathBuf,
+    },
+    /// Free content no image or container needs
+    Prune,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum CtlError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot open {path:?}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create {path:?}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the image config or manifest is not JSON")]
+    Json(#[source] serde_json::Error),
+}
+
+fn print_json(value: &serde_json::Value) {
+    // A Value always serialises.
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+async fn run(cli: Cli) -> Result<(), CtlError> {
+    let mut client = Client::connect(&cli.socket).await?;
+    let ns = cli.namespace.as_str();
+    match cli.command {
+        Command::Ns(NsCommand::Create { name }) => {
+            let created = client.create_namespace(&name, []).await?;
+            if cli.json {
+                print_json(&namespace_json(&created));
+            } else {
+                println!("{}", created.name);
+            }
+        }
+        Command::Ns(NsCommand::Ls) => {
+            let namespaces = client.list_namespaces().await?;
+            if cli.json {
+                print_json(&namespaces.iter().map(namespace_json).collect());
+            } else {
+                print!(
+                    "{}",
+                    table(&["NAME", "CREATED"], &namespace_rows(&namespaces))
+                );
+            }
+        }
+        Command::Ns(NsCommand::Rm { name, force }) => client.delete_namespace(&name, force).await?,
+        Command::Image(ImageCommand::Pull { reference }) => {
+            let image = client.pull_image(ns, &reference, |_| {}).await?;
+            if cli.json {
+                print_json(&image_json(&image));
+            } else {
+                println!("{} {}", image.name, image.digest);
+            }
+        }
+        Command::Image(ImageCommand::Ls) => {
+            let images = client.list_images(ns).await?;
+            if cli.json {
+                print_json(&images.iter().map(image_json).collect());
+            } else {
+                print!(
+                    "{}",
+                    table(
+                        &["NAME", "DIGEST", "SIZE", "LAYERS", "CREATED"],
+                        &image_rows(&images)
+                    )
+                );
+            }
+        }
+        Command::Image(ImageCommand::Inspect { reference }) => {
+            let inspected = client.inspect_image(ns, &reference).await?;
+            let document = |bytes: &[u8]| -> Result<serde_json::Value, CtlError> {
+                serde_json::from_slice(bytes).map_err(CtlError::Json)
+            };
+            // One document either way: people read it as scripts do.
+            print_json(&json!({
+                "image": inspected.image.as_ref().map(image_json),
+                "manifest": document(&inspected.manifest)?,
+                "config": document(&inspected.config)?,
+            }));
+        }
+        Command::Image(ImageCommand::Rm { reference }) => {
+            client.delete_image(ns, &reference).await?;
+        }
+        Command::Image(ImageCommand::Import { file, name }) => {
+            let archive = tokio::fs::File::open(&file)
+                .await
+                .map_err(|source| CtlError::Open {
+                    path: file.clone(),
+                    source,
+                })?;
+            let images = client.import_images(ns, name.as_deref(), archive).await?;
+            if cli.json {
+                print_json(&images.iter().map(image_json).collect());
+            } else {
+                print!(
+                    "{}",
+                    table(
+                        &["NAME", "DIGEST", "SIZE", "LAYERS", "CREATED"],
+                        &image_rows(&images)
+                    )
+                );
+            }
+        }
+        Command::Image(ImageCommand::Export { reference, file }) => {
+            export(&mut client, ns, &reference, &file).await?;
+        }
+        Command::Image(ImageCommand::Prune) => {
+            let pruned = client.prune_images(ns).await?;
+            if cli.json {
+                print_json(&json!({
+                    "blobs": pruned.blobs,
+                    "snapshots": pruned.snapshots,
+                    "reclaimed_bytes": pruned.reclaimed_bytes,
+                }));
+            } else {
+                println!(
+                    "removed {} blobs and {} snapshots, {} bytes",
+                    pruned.blobs, pruned.snapshots, pruned.reclaimed_bytes
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the archive to a new `file`, removed again if the export fails.
+async fn export(
+    client: &mut Client,
+    ns: &str,
+    reference: &str,
+    file: &std::path::Path,
+) -> Result<(), CtlError> {
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .await
+        .map_err(|source| CtlError::Create {
+            path: file.to_owned(),
+            source,
+        })?;
+    let exported = client.export_images(ns, &[reference], &mut out).await;
+    if exported.is_err() {
+        drop(out);
+        let _ = tokio::fs::remove_file(file).await;
+    }
+    Ok(exported?)
+}
+
+/// The error and its causes as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("testudoctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("testudoctl: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

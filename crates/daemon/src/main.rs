@@ -1,0 +1,197 @@
+//! `testudod`, the node daemon: serves the gRPC API (`proto/testudo/`, `docs/api.md`) on a unix
+//! socket and maps each call onto the engine. This first increment serves namespaces and images.
+//!
+//! Non-goals: any logic of its own beyond validating requests, mapping errors to statuses and
+//! owning the socket; containers, monitors and TCP with mutual TLS come in later increments.
+//!
+//! Design decisions:
+//! - Images are one global set of references for now: the engine's image service keeps one
+//!   record set, and prefixing names with the namespace would break its short-name resolution,
+//!   its import canonicalisation and its layout export. Calls still name a namespace, which must
+//!   exist. Scoping references per namespace belongs in the engine.
+//! - A pull runs in its own task: a client that goes away does not cancel it half-way.
+//! - Import and export spool the archive in a temporary file under `<root>/tmp`, which the
+//!   engine's layout code reads and writes; the file is gone when the call ends.
+//! - Logs go to standard error through `tracing-subscriber`'s fmt layer, at `--log-level`.
+
+mod images;
+mod namespaces;
+mod request;
+mod socket;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use testudo_api::images::v1::images_service_server::ImagesServiceServer;
+use testudo_api::namespaces::v1::namespaces_service_server::NamespacesServiceServer;
+use testudo_engine::images::{
+    ImageError, ImageService, ImageServiceConfig, Platform, RegistryOptions, SnapshotterChoice,
+};
+use testudo_engine::state::{Name, StateDb, StateError};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::socket::{SocketError, SocketGuard};
+
+/// The namespace every daemon has: `testudoctl` uses it unless told otherwise.
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// testudod: the testudo node daemon
+#[derive(Debug, Parser)]
+#[command(name = "testudod", version)]
+struct Config {
+    /// Directory of the daemon's state: state.redb and images/
+    #[arg(long, default_value = "/var/lib/testudo")]
+    root: PathBuf,
+    /// The unix socket to serve the API on
+    #[arg(long, default_value = "/run/testudo/testudod.sock")]
+    socket: PathBuf,
+    /// A registry (HOST:PORT) reached over plain HTTP; repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
+    /// The most verbose level logged: error, warn, info, debug or trace
+    #[arg(long, default_value = "info")]
+    log_level: tracing::Level,
+}
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+enum DaemonError {
+    #[error("cannot create the root directory {path:?}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the state database")]
+    State(#[source] StateError),
+    #[error("cannot open the image store")]
+    Images(#[source] ImageError),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("cannot listen for signals")]
+    Signals(#[source] std::io::Error),
+    #[error("the server failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+/// What every service shares.
+#[derive(Debug)]
+struct Engine {
+    state: StateDb,
+    images: ImageService,
+    /// Where import and export spool their archives.
+    spool: PathBuf,
+}
+
+impl Engine {
+    /// Opens the state database first: its lock keeps a second daemon on the same root out
+    /// before anything of the first one's is touched (such as the spool, emptied next).
+    fn open(config: &Config) -> Result<Engine, DaemonError> {
+        let state = StateDb::open(&config.root.join("state.redb")).map_err(DaemonError::State)?;
+        let spool = config.root.join("tmp");
+        // Leftovers of a crash are removed with the directory; a missing one is fine.
+        let _ = std::fs::remove_dir_all(&spool);
+        std::fs::create_dir_all(&spool).map_err(|source| DaemonError::Root {
+            path: spool.clone(),
+            source,
+        })?;
+        let images = ImageService::open(ImageServiceConfig {
+            root: config.root.join("images"),
+            registry: RegistryOptions {
+                insecure: config.insecure_registries.clone(),
+                ..RegistryOptions::default()
+            },
+            snapshotter: SnapshotterChoice::Auto,
+            platform: Platform::host(),
+        })
+        .map_err(DaemonError::Images)?;
+        Ok(Engine {
+            state,
+            images,
+            spool,
+        })
+    }
+
+    /// Creates the `default` namespace unless it exists.
+    fn ensure_default_namespace(&self) -> Result<(), DaemonError> {
+        let name = Name::parse("namespace", DEFAULT_NAMESPACE).map_err(DaemonError::State)?;
+        match self.state.create_namespace(&name, Default::default()) {
+            Ok(_) => {
+                tracing::info!(namespace = DEFAULT_NAMESPACE, "namespace created");
+                Ok(())
+            }
+            Err(StateError::NamespaceExists(_)) => Ok(()),
+            Err(e) => Err(DaemonError::State(e)),
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&config.root).map_err(|source| DaemonError::Root {
+        path: config.root.clone(),
+        source,
+    })?;
+    // The socket first: a daemon already serving it is refused before this one opens anything.
+    let (listener, guard) = SocketGuard::bind(&config.socket)?;
+    let engine = Arc::new(Engine::open(&config)?);
+    engine.ensure_default_namespace()?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(NamespacesServiceServer::new(namespaces::Namespaces::new(
+            engine.clone(),
+        )))
+        .add_service(ImagesServiceServer::new(images::Images::new(engine)))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+                _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+            }
+        })
+        .await;
+    drop(guard);
+    served.map_err(DaemonError::Serve)
+}
+
+/// The error and its causes as one line, runc style.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(config.log_level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("testudod: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("testudod: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
