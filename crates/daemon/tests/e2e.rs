@@ -69,6 +69,11 @@ impl Daemon {
             assert!(Instant::now() < deadline, "testudod did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The socket is bound before the state database is open: ready means answering.
+        while !self.ctl(&["ns", "ls"]).status.success() {
+            assert!(Instant::now() < deadline, "testudod did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
