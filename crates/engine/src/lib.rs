@@ -6,6 +6,7 @@
 //! running containers itself (monitors do, through the runtime), registry and snapshot mechanics
 //! (`testudo-image`, `testudo-snapshot`).
 
+pub mod containers;
 pub mod error;
 pub mod images;
 pub mod state;
