@@ -19,6 +19,7 @@ use testudo_engine::images::{ImageService, ImageServiceConfig, SnapshotterChoice
 use testudo_engine::state::{ContainerRecord, Name, StateDb};
 use testudo_image::manifest::Platform;
 use testudo_image::registry::{Credentials, RegistryOptions};
+use testudo_monitor_protocol::Client;
 use testudo_snapshot::SnapshotKind;
 use testudo_test_support::{
     require_root, BusyboxRootfs, ImageLayout, Layer, LeakCheck, PushFormat, Registry, TestImage,
@@ -160,6 +161,8 @@ impl Fixture {
             let left = list_tree(&root.join(dir));
             assert!(left.is_empty(), "left under {dir}: {left:?}");
         }
+        let logs = list_tree(&self.dir.path().join("logs"));
+        assert!(logs.is_empty(), "logs left: {logs:?}");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root_text = root.to_str().unwrap();
         assert!(!mounts.contains(root_text), "mounts left under {root_text}");
@@ -174,6 +177,33 @@ impl Fixture {
         assert!(active.is_empty(), "snapshots left: {active:?}");
         let ns = Name::parse("namespace", NS).unwrap();
         assert_eq!(self.state.containers(&ns).unwrap(), []);
+    }
+}
+
+impl Drop for Fixture {
+    /// A failed test leaves its containers behind: force-delete them through their monitors,
+    /// stop the monitors and unmount the root filesystems before the directory goes.
+    fn drop(&mut self) {
+        let sockets = self.root().join("sockets");
+        for entry in std::fs::read_dir(&sockets).into_iter().flatten().flatten() {
+            if let Ok(mut client) = Client::connect(&entry.path()) {
+                for record in client.list().unwrap_or_default() {
+                    let _ = client.delete(&record.id, true);
+                }
+                let _ = client.shutdown();
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !list_tree(&sockets).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let root = self.root();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for point in mountinfo.lines().rev().filter_map(|l| l.split(' ').nth(4)) {
+            if Path::new(point).starts_with(&root) {
+                let _ = std::process::Command::new("umount").arg(point).status();
+            }
+        }
     }
 }
 
@@ -306,8 +336,13 @@ async fn host_network_sees_the_hosts_interfaces() {
         - 2;
     let mut request = f.request("tail -n +3 /proc/net/dev | wc -l");
     request.network = NetworkMode::Host;
+    let (lines, _) = f.output(request.clone()).await;
+    assert_eq!(lines, [host_count.to_string()]);
+    // Joining the test's own network namespace by path sees the same.
+    request.network = NetworkMode::Join(format!("/proc/{}/ns/net", std::process::id()).into());
     let (lines, _) = f.output(request).await;
     assert_eq!(lines, [host_count.to_string()]);
+    f.assert_empty();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,14 +19,16 @@
 //! networks beyond none/host/join (later increments).
 
 mod error;
+mod files;
 mod request;
 
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oci_spec::runtime::{RootBuilder, Spec};
@@ -45,6 +47,7 @@ pub use request::{
 
 use crate::images::ImageService;
 use crate::state::{ContainerRecord, Name, StateDb, StateError};
+use files::{io_error, is_mount_point, remove_file, remove_logs, remove_tree};
 
 /// Status words kept in [`ContainerRecord::status`].
 pub mod status {
@@ -95,6 +98,9 @@ pub struct ContainerService {
     config: ContainerServiceConfig,
     images: Arc<ImageService>,
     state: Arc<StateDb>,
+    /// One lock per container (`<namespace>/<id>`): operations that change a container are
+    /// serialised, different containers proceed in parallel.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The files of one container.
@@ -131,30 +137,6 @@ impl Made {
             monitor: true,
             container: true,
         }
-    }
-}
-
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError {
-    let path = path.to_owned();
-    move |source| ContainerError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
-/// Removes `path` and everything below it; a missing path is not an error.
-fn remove_tree(path: &Path) -> Result<(), ContainerError> {
-    match std::fs::remove_dir_all(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error("remove", path)(e)),
-        _ => Ok(()),
-    }
-}
-
-fn remove_file(path: &Path) -> Result<(), ContainerError> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error("remove", path)(e)),
-        _ => Ok(()),
     }
 }
 
@@ -212,6 +194,7 @@ impl ContainerService {
             config,
             images,
             state,
+            locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -514,6 +497,27 @@ impl ContainerService {
         Ok((namespace, record))
     }
 
+    /// Waits for, and holds, the container's lock.
+    async fn lock(&self, record: &ContainerRecord) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = format!("{}/{}", record.namespace, record.id);
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    fn forget_lock(&self, record: &ContainerRecord) {
+        let key = format!("{}/{}", record.namespace, record.id);
+        self.locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+    }
+
     fn socket_of(&self, record: &ContainerRecord) -> PathBuf {
         self.paths(&record.namespace, &record.id, &record.name)
             .socket
@@ -554,7 +558,10 @@ impl ContainerService {
         namespace: &str,
         container: &str,
     ) -> Result<ContainerRecord, ContainerError> {
-        let (_, record) = self.lookup(namespace, container)?;
+        let (namespace, record) = self.lookup(namespace, container)?;
+        let _guard = self.lock(&record).await;
+        // Read again under the lock: a delete may have gone first.
+        let record = self.state.container(&namespace, &record.id)?;
         let record = self.refresh(record).await?;
         if record.status != status::CREATED {
             return Err(ContainerError::WrongState {
@@ -579,7 +586,10 @@ impl ContainerService {
         container: &str,
         signal: i32,
     ) -> Result<(), ContainerError> {
-        let (_, record) = self.lookup(namespace, container)?;
+        let (namespace, record) = self.lookup(namespace, container)?;
+        let _guard = self.lock(&record).await;
+        // Read again under the lock: a delete may have gone first.
+        let record = self.state.container(&namespace, &record.id)?;
         let id = record.id.clone();
         let socket = self.socket_of(&record);
         self.monitor_call(&record.id, &socket, move |client| {
@@ -622,7 +632,10 @@ impl ContainerService {
         signal: i32,
         timeout: Duration,
     ) -> Result<ContainerRecord, ContainerError> {
-        let (_, record) = self.lookup(namespace, container)?;
+        let (namespace, record) = self.lookup(namespace, container)?;
+        let _guard = self.lock(&record).await;
+        // Read again under the lock: a delete may have gone first.
+        let record = self.state.container(&namespace, &record.id)?;
         let record = self.refresh(record).await?;
         if record.status != status::RUNNING {
             return Ok(record);
@@ -675,6 +688,9 @@ impl ContainerService {
         force: bool,
     ) -> Result<(), ContainerError> {
         let (namespace, record) = self.lookup(namespace, container)?;
+        let _guard = self.lock(&record).await;
+        // Read again under the lock: a delete may have gone first.
+        let record = self.state.container(&namespace, &record.id)?;
         let record = self.refresh(record).await?;
         if record.status == status::RUNNING && !force {
             return Err(ContainerError::WrongState {
@@ -687,6 +703,7 @@ impl ContainerService {
         self.teardown(&record.id, &paths, &Made::everything())
             .await?;
         self.state.remove_container(&namespace, &record.id)?;
+        self.forget_lock(&record);
         Ok(())
     }
 
@@ -742,57 +759,4 @@ fn stop_monitor(id: &str, socket: &Path) -> Result<(), ContainerError> {
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
-}
-
-/// Removes the log file and its rotated copies (`.1`, `.2`, ...).
-fn remove_logs(log: &Path) -> Result<(), ContainerError> {
-    remove_file(log)?;
-    for n in 1.. {
-        let mut rotated = log.as_os_str().to_owned();
-        rotated.push(format!(".{n}"));
-        let rotated = PathBuf::from(rotated);
-        if std::fs::symlink_metadata(&rotated).is_err() {
-            break;
-        }
-        remove_file(&rotated)?;
-    }
-    Ok(())
-}
-
-/// Whether anything is mounted at or below `path`, from `/proc/self/mountinfo` (a device
-/// comparison would miss the copy snapshotter's bind mounts). Unreadable mountinfo counts as
-/// mounted, so that a tree is never removed on a guess.
-fn is_mount_point(path: &Path) -> bool {
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return true;
-    };
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|point| Path::new(&unescape_mountinfo(point)).starts_with(path))
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
