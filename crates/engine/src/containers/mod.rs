@@ -1,0 +1,762 @@
+//! The container service: creates a container from an image and a request (root filesystem
+//! snapshot, bundle, OCI config), hands it to a monitor process that supervises it, and records
+//! its life in the state database.
+//!
+//! Each container gets its own monitor for now (`testudo monitor`, a re-exec of the runtime
+//! binary that outlives the daemon); one monitor per group of containers (a cell) comes with
+//! cells. The service reaches the monitor only through its socket, with the blocking
+//! [`Client`] run on tokio's blocking pool.
+//!
+//! On disk, under the service root:
+//! - `bundles/<ns>/<id>/` holds `config.json` and `rootfs/` (the snapshot, mounted);
+//! - `monitors/<ns>/<id>/` is the monitor's state directory (its records, log, runtime root);
+//! - `sockets/<first 32 hex of id>.sock` is the monitor's socket: a path under the state
+//!   directory would pass the 108-byte limit of a unix socket address with a long namespace.
+//!
+//! Logs go to `<log root>/<ns>/<name>.log` in the CRI format, written by the monitor.
+//!
+//! Non-goals here: restart policies, exec/attach, re-adopting monitors after a daemon restart,
+//! networks beyond none/host/join (later increments).
+
+mod error;
+mod files;
+mod request;
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use oci_spec::runtime::{RootBuilder, Spec};
+use testudo_image::runtime_config::{apply_image_config, ProcessOverrides};
+use testudo_monitor_protocol::{
+    Client, ClientError, ContainerRecord as MonitorRecord, ContainerStatus, CreateContainer,
+    LogRotation,
+};
+use testudo_snapshot::{mount_all, unmount};
+
+pub use error::ContainerError;
+pub use request::{
+    apply_request, validate, CreateRequest, MountRequest, NetworkMode, Resources, SpecContext,
+    CPU_PERIOD_MICROS, INIT_PATH,
+};
+
+use crate::images::ImageService;
+use crate::state::{ContainerRecord, Name, StateDb, StateError};
+use files::{io_error, is_mount_point, remove_file, remove_logs, remove_tree};
+
+/// Status words kept in [`ContainerRecord::status`].
+pub mod status {
+    /// Created, waiting to be started.
+    pub const CREATED: &str = "created";
+    /// Its process runs.
+    pub const RUNNING: &str = "running";
+    /// Its process has exited.
+    pub const STOPPED: &str = "stopped";
+}
+
+/// How long a monitor may take to exit once its last container is gone.
+const MONITOR_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the container service keeps its files and what it runs.
+#[derive(Debug, Clone)]
+pub struct ContainerServiceConfig {
+    /// Holds `bundles/`, `monitors/` and `sockets/`.
+    pub root: PathBuf,
+    /// Logs go to `<log_root>/<namespace>/<name>.log`.
+    pub log_root: PathBuf,
+    /// The `testudo` binary: started as `testudo monitor`, bind-mounted as the init.
+    pub testudo_binary: PathBuf,
+    /// Containers' cgroups go to `<cgroup_parent>/<namespace>/<id>`.
+    pub cgroup_parent: PathBuf,
+}
+
+impl ContainerServiceConfig {
+    /// The default log root.
+    pub const DEFAULT_LOG_ROOT: &'static str = "/var/log/testudo";
+    /// The default cgroup parent.
+    pub const DEFAULT_CGROUP_PARENT: &'static str = "/testudo";
+
+    /// A configuration with the default log root and cgroup parent.
+    pub fn new(root: PathBuf, testudo_binary: PathBuf) -> Self {
+        Self {
+            root,
+            log_root: PathBuf::from(Self::DEFAULT_LOG_ROOT),
+            testudo_binary,
+            cgroup_parent: PathBuf::from(Self::DEFAULT_CGROUP_PARENT),
+        }
+    }
+}
+
+/// Containers: their bundles, monitors and records.
+#[derive(Debug)]
+pub struct ContainerService {
+    config: ContainerServiceConfig,
+    images: Arc<ImageService>,
+    state: Arc<StateDb>,
+    /// One lock per container (`<namespace>/<id>`): operations that change a container are
+    /// serialised, different containers proceed in parallel.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The files of one container.
+#[derive(Debug, Clone)]
+struct Paths {
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    monitor_dir: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+    snapshot_key: String,
+}
+
+/// What exists of a container, so that a failed create or a delete removes exactly that.
+#[derive(Debug, Default)]
+struct Made {
+    bundle: bool,
+    snapshot: bool,
+    mounted: bool,
+    log_dir: bool,
+    monitor_dir: bool,
+    monitor: bool,
+    container: bool,
+}
+
+impl Made {
+    fn everything() -> Self {
+        Self {
+            bundle: true,
+            snapshot: true,
+            mounted: true,
+            log_dir: true,
+            monitor_dir: true,
+            monitor: true,
+            container: true,
+        }
+    }
+}
+
+/// A new container id: 64 hex digits, hashed from the time, the pid and a counter with
+/// randomly keyed SipHash, so ids do not repeat across restarts or processes.
+fn new_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let keys = RandomState::new();
+    (0u8..4)
+        .map(|part| {
+            format!(
+                "{:016x}",
+                keys.hash_one((time, std::process::id(), n, part))
+            )
+        })
+        .collect()
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(time).to_string()
+}
+
+/// The monitor's view copied into the record.
+fn sync_record(record: &mut ContainerRecord, monitor: &MonitorRecord) {
+    record.status = match monitor.status {
+        ContainerStatus::Created => status::CREATED,
+        ContainerStatus::Running => status::RUNNING,
+        ContainerStatus::Stopped => status::STOPPED,
+    }
+    .to_owned();
+    record.pid = u32::try_from(monitor.pid).ok().filter(|&p| p > 0);
+    record.started = monitor.started_at.map(rfc3339);
+    record.exit_code = monitor.exit.map(|e| e.termination.shell_code());
+    record.finished = monitor.exit.map(|e| rfc3339(e.at));
+}
+
+impl ContainerService {
+    /// A service keeping its files under `config.root` (created, and made absolute, here).
+    pub fn new(
+        mut config: ContainerServiceConfig,
+        images: Arc<ImageService>,
+        state: Arc<StateDb>,
+    ) -> Result<Self, ContainerError> {
+        for dir in ["bundles", "monitors", "sockets"] {
+            let path = config.root.join(dir);
+            std::fs::create_dir_all(&path).map_err(io_error("create", &path))?;
+        }
+        config.root =
+            std::fs::canonicalize(&config.root).map_err(io_error("open", &config.root))?;
+        Ok(Self {
+            config,
+            images,
+            state,
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn paths(&self, namespace: &Name, id: &str, name: &Name) -> Paths {
+        let ns = namespace.as_str();
+        let bundle = self.config.root.join("bundles").join(ns).join(id);
+        let short: String = id.chars().take(32).collect();
+        Paths {
+            rootfs: bundle.join("rootfs"),
+            bundle,
+            monitor_dir: self.config.root.join("monitors").join(ns).join(id),
+            socket: self
+                .config
+                .root
+                .join("sockets")
+                .join(format!("{short}.sock")),
+            log: self
+                .config
+                .log_root
+                .join(ns)
+                .join(format!("{}.log", name.as_str())),
+            snapshot_key: format!("{ns}-{id}"),
+        }
+    }
+
+    /// Creates a container in `namespace` (status `created`); on any failure nothing of it is
+    /// left (no snapshot, mount, directory, monitor or record).
+    pub async fn create(
+        &self,
+        namespace: &str,
+        request: CreateRequest,
+    ) -> Result<ContainerRecord, ContainerError> {
+        let namespace = Name::parse("namespace", namespace)?;
+        validate(&request)?;
+        self.state.namespace(&namespace)?;
+        let id = new_id();
+        let name = match &request.name {
+            Some(name) => Name::parse("container", name)?,
+            None => Name::parse("container", &id[..12])?,
+        };
+        if self.state.container(&namespace, name.as_str()).is_ok() {
+            return Err(StateError::ContainerExists {
+                namespace: namespace.to_string(),
+                container: name.to_string(),
+            }
+            .into());
+        }
+        for mount in request
+            .mounts
+            .iter()
+            .filter(|m| m.fstype.is_empty() || m.fstype == "bind")
+        {
+            let source = Path::new(&mount.source);
+            if std::fs::symlink_metadata(source).is_err() {
+                return Err(ContainerError::MountSourceNotFound {
+                    path: source.to_owned(),
+                });
+            }
+        }
+        if let NetworkMode::Join(path) = &request.network {
+            if std::fs::metadata(path).is_err() {
+                return Err(ContainerError::NetnsNotFound { path: path.clone() });
+            }
+        }
+        let image = self.images.resolve(&request.image)?;
+
+        let paths = self.paths(&namespace, &id, &name);
+        let mut made = Made::default();
+        let record = ContainerRecord {
+            namespace: namespace.clone(),
+            id: id.clone(),
+            name,
+            image: image.record.name.clone(),
+            config: serde_json::to_value(&request).unwrap_or_default(),
+            status: status::CREATED.to_owned(),
+            pid: None,
+            exit_code: None,
+            created: rfc3339(SystemTime::now()),
+            started: None,
+            finished: None,
+            labels: request.labels.clone(),
+        };
+        match self
+            .build(&paths, &request, &image.config, record, &mut made)
+            .await
+        {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                if let Err(undo) = self.teardown(&id, &paths, &made).await {
+                    tracing::warn!(container_id = %id, error = %undo, "cannot undo a failed create");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn build(
+        &self,
+        paths: &Paths,
+        request: &CreateRequest,
+        image_config: &oci_spec::image::ImageConfiguration,
+        mut record: ContainerRecord,
+        made: &mut Made,
+    ) -> Result<ContainerRecord, ContainerError> {
+        let id = record.id.clone();
+        if let Some(parent) = paths.bundle.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error("create", parent))?;
+        }
+        std::fs::create_dir(&paths.bundle).map_err(io_error("create", &paths.bundle))?;
+        made.bundle = true;
+        std::fs::create_dir(&paths.rootfs).map_err(io_error("create", &paths.rootfs))?;
+
+        let mounts = self
+            .images
+            .prepare_rootfs(&request.image, &paths.snapshot_key)
+            .await?;
+        made.snapshot = true;
+        mount_all(&mounts, &paths.rootfs).map_err(|source| ContainerError::Rootfs {
+            id: id.clone(),
+            source,
+        })?;
+        made.mounted = true;
+
+        let spec = self.spec(&id, &record.namespace, paths, request, image_config)?;
+        let config_path = paths.bundle.join("config.json");
+        let json = serde_json::to_vec_pretty(&spec).unwrap_or_default();
+        std::fs::write(&config_path, json).map_err(io_error("write", &config_path))?;
+
+        if let Some(log_dir) = paths.log.parent() {
+            std::fs::create_dir_all(log_dir).map_err(io_error("create", log_dir))?;
+        }
+        made.log_dir = true;
+        std::fs::create_dir_all(&paths.monitor_dir)
+            .map_err(io_error("create", &paths.monitor_dir))?;
+        made.monitor_dir = true;
+        self.start_monitor(&id, paths).await?;
+        made.monitor = true;
+
+        let create = CreateContainer {
+            id: id.clone(),
+            bundle: paths.bundle.clone(),
+            log_path: paths.log.clone(),
+            log_rotation: LogRotation::default(),
+            tty: false,
+            stdin: false,
+        };
+        let (pid, _warnings) = self
+            .monitor_call(&id, &paths.socket, move |client| client.create(create))
+            .await?;
+        made.container = true;
+        record.pid = u32::try_from(pid).ok();
+        self.state.insert_container(&record)?;
+        Ok(record)
+    }
+
+    fn spec(
+        &self,
+        id: &str,
+        namespace: &Name,
+        paths: &Paths,
+        request: &CreateRequest,
+        image_config: &oci_spec::image::ImageConfiguration,
+    ) -> Result<Spec, ContainerError> {
+        let mut spec = Spec::default();
+        spec.set_root(Some(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(false)
+                .build()
+                .map_err(ContainerError::Spec)?,
+        ));
+        spec.set_hostname(Some(id.chars().take(12).collect()));
+        let overrides = ProcessOverrides {
+            entrypoint: request.entrypoint.clone(),
+            cmd: request.cmd.clone(),
+            env: request.env.clone(),
+            working_dir: request.working_dir.clone(),
+            user: request.user.clone(),
+        };
+        apply_image_config(&mut spec, image_config, &paths.rootfs, &overrides).map_err(
+            |source| ContainerError::RuntimeConfig {
+                id: id.to_owned(),
+                source,
+            },
+        )?;
+        let context = SpecContext {
+            cgroups_path: self.config.cgroup_parent.join(namespace.as_str()).join(id),
+            testudo_binary: self.config.testudo_binary.clone(),
+        };
+        apply_request(&mut spec, request, &context)?;
+        Ok(spec)
+    }
+
+    /// Runs `testudo monitor`, which returns once the detached monitor listens.
+    async fn start_monitor(&self, id: &str, paths: &Paths) -> Result<(), ContainerError> {
+        let mut command = Command::new(&self.config.testudo_binary);
+        command
+            .arg("monitor")
+            .arg("--state-dir")
+            .arg(&paths.monitor_dir)
+            .arg("--socket")
+            .arg(&paths.socket);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await?
+            .map_err(|source| ContainerError::MonitorSpawn {
+                id: id.to_owned(),
+                binary: self.config.testudo_binary.clone(),
+                source,
+            })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(ContainerError::MonitorStart {
+                id: id.to_owned(),
+                stderr: stderr.trim().lines().last().unwrap_or("").to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `call` on a new connection to the monitor at `socket`, on the blocking pool.
+    async fn monitor_call<T: Send + 'static>(
+        &self,
+        id: &str,
+        socket: &Path,
+        call: impl FnOnce(&mut Client) -> Result<T, ClientError> + Send + 'static,
+    ) -> Result<T, ContainerError> {
+        let socket = socket.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut client = Client::connect(&socket)?;
+            call(&mut client)
+        })
+        .await?
+        .map_err(|source| ContainerError::Monitor {
+            id: id.to_owned(),
+            source,
+        })
+    }
+
+    /// Removes what `made` says exists, newest first; stops at the first failure so that a
+    /// mounted root filesystem is never removed as a directory tree.
+    async fn teardown(&self, id: &str, paths: &Paths, made: &Made) -> Result<(), ContainerError> {
+        if made.container {
+            let container = id.to_owned();
+            let deleted = self
+                .monitor_call(id, &paths.socket, move |client| {
+                    client.delete(&container, true)
+                })
+                .await;
+            match deleted {
+                Err(ContainerError::Monitor { source, .. })
+                    if matches!(source, ClientError::Connect { .. })
+                        || source.kind() == Some(testudo_monitor_protocol::ErrorKind::NotFound) => {
+                }
+                other => other?,
+            }
+        }
+        if made.monitor {
+            let socket = paths.socket.clone();
+            let id = id.to_owned();
+            tokio::task::spawn_blocking(move || stop_monitor(&id, &socket)).await??;
+        }
+        if made.monitor_dir {
+            remove_tree(&paths.monitor_dir)?;
+        }
+        if made.log_dir {
+            remove_logs(&paths.log)?;
+        }
+        if made.mounted && paths.rootfs.exists() {
+            match unmount(&paths.rootfs) {
+                // Not mounted any more (a retried delete).
+                Err(_) if !is_mount_point(&paths.rootfs) => {}
+                other => other.map_err(|source| ContainerError::Rootfs {
+                    id: id.to_owned(),
+                    source,
+                })?,
+            }
+        }
+        if made.snapshot {
+            match self.images.remove_rootfs(&paths.snapshot_key) {
+                Err(crate::images::ImageError::Snapshot(
+                    testudo_snapshot::SnapshotError::NotFound { .. },
+                )) => {}
+                other => other?,
+            }
+        }
+        if made.bundle && !is_mount_point(&paths.rootfs) {
+            remove_tree(&paths.bundle)?;
+        }
+        Ok(())
+    }
+
+    fn lookup(
+        &self,
+        namespace: &str,
+        container: &str,
+    ) -> Result<(Name, ContainerRecord), ContainerError> {
+        let namespace = Name::parse("namespace", namespace)?;
+        self.state.namespace(&namespace)?;
+        let record = self.state.container(&namespace, container)?;
+        Ok((namespace, record))
+    }
+
+    /// Waits for, and holds, the container's lock.
+    async fn lock(&self, record: &ContainerRecord) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = format!("{}/{}", record.namespace, record.id);
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    fn forget_lock(&self, record: &ContainerRecord) {
+        let key = format!("{}/{}", record.namespace, record.id);
+        self.locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+    }
+
+    fn socket_of(&self, record: &ContainerRecord) -> PathBuf {
+        self.paths(&record.namespace, &record.id, &record.name)
+            .socket
+    }
+
+    /// The record brought up to date with its monitor; a monitor that cannot be reached leaves
+    /// the record as stored.
+    async fn refresh(&self, record: ContainerRecord) -> Result<ContainerRecord, ContainerError> {
+        if record.status == status::STOPPED {
+            return Ok(record);
+        }
+        let id = record.id.clone();
+        let container = id.clone();
+        let socket = self.socket_of(&record);
+        let monitor = match self
+            .monitor_call(&id, &socket, move |client| client.state(&container))
+            .await
+        {
+            Ok(monitor) => monitor,
+            Err(e) => {
+                tracing::warn!(container_id = %id, error = %e, "monitor not reachable");
+                return Ok(record);
+            }
+        };
+        let mut updated = record.clone();
+        sync_record(&mut updated, &monitor);
+        if updated == record {
+            return Ok(record);
+        }
+        Ok(self
+            .state
+            .update_container(&record.namespace, &id, |r| sync_record(r, &monitor))?)
+    }
+
+    /// Starts a created container; returns it running.
+    pub async fn start(
+        &self,
+        namespace: &str,
+        container: &str,
+    ) -> Result<ContainerRecord, ContainerError> {
+        let (namespace, record) = self.lookup(namespace, container)?;
+        let _guard = self.lock(&record).await;
+        // Read again under the lock: a delete may have gone first.
+        let record = self.state.container(&namespace, &record.id)?;
+        let record = self.refresh(record).await?;
+        if record.status != status::CREATED {
+            return Err(ContainerError::WrongState {
+                id: record.id,
+                status: record.status,
+                action: "start",
+            });
+        }
+        let id = record.id.clone();
+        let socket = self.socket_of(&record);
+        self.monitor_call(&record.id, &socket, move |client| {
+            client.start(&id).map(drop)
+        })
+        .await?;
+        self.refresh(record).await
+    }
+
+    /// Sends `signal` to the container's init.
+    pub async fn kill(
+        &self,
+        namespace: &str,
+        container: &str,
+        signal: i32,
+    ) -> Result<(), ContainerError> {
+        let (namespace, record) = self.lookup(namespace, container)?;
+        let _guard = self.lock(&record).await;
+        // Read again under the lock: a delete may have gone first.
+        let record = self.state.container(&namespace, &record.id)?;
+        let id = record.id.clone();
+        let socket = self.socket_of(&record);
+        self.monitor_call(&record.id, &socket, move |client| {
+            client.kill(&id, signal, false)
+        })
+        .await
+    }
+
+    /// Waits for the container to exit; returns its exit code (128 + signal when killed).
+    pub async fn wait(&self, namespace: &str, container: &str) -> Result<i32, ContainerError> {
+        let (_, record) = self.lookup(namespace, container)?;
+        let record = self.wait_record(record).await?;
+        record.exit_code.ok_or_else(|| ContainerError::WrongState {
+            id: record.id.clone(),
+            status: record.status.clone(),
+            action: "wait",
+        })
+    }
+
+    async fn wait_record(
+        &self,
+        record: ContainerRecord,
+    ) -> Result<ContainerRecord, ContainerError> {
+        if record.status == status::STOPPED {
+            return Ok(record);
+        }
+        let id = record.id.clone();
+        let socket = self.socket_of(&record);
+        self.monitor_call(&record.id, &socket, move |client| client.wait(&id))
+            .await?;
+        self.refresh(record).await
+    }
+
+    /// Sends `signal`, waits up to `timeout` for the container to exit, then kills it with
+    /// `SIGKILL`; returns it stopped. A container that is not running is returned as it is.
+    pub async fn stop(
+        &self,
+        namespace: &str,
+        container: &str,
+        signal: i32,
+        timeout: Duration,
+    ) -> Result<ContainerRecord, ContainerError> {
+        let (namespace, record) = self.lookup(namespace, container)?;
+        let _guard = self.lock(&record).await;
+        // Read again under the lock: a delete may have gone first.
+        let record = self.state.container(&namespace, &record.id)?;
+        let record = self.refresh(record).await?;
+        if record.status != status::RUNNING {
+            return Ok(record);
+        }
+        let id = record.id.clone();
+        let socket = self.socket_of(&record);
+        let (wait_id, wait_socket) = (id.clone(), socket.clone());
+        // The wait has its own connection: the monitor answers it only once the container
+        // has exited, and the kills below go on another.
+        let mut exited =
+            tokio::task::spawn_blocking(move || Client::connect(&wait_socket)?.wait(&wait_id));
+        let kill = |signal: i32| {
+            let id = id.clone();
+            self.monitor_call(&record.id, &socket, move |client| {
+                client.kill(&id, signal, false)
+            })
+        };
+        if let Err(e) = kill(signal).await {
+            // It may have exited between the refresh and the kill.
+            let now = self.refresh(record.clone()).await?;
+            if now.status == status::STOPPED {
+                exited.abort();
+                return Ok(now);
+            }
+            return Err(e);
+        }
+        let waited = match tokio::time::timeout(timeout, &mut exited).await {
+            Ok(waited) => waited,
+            Err(_) => {
+                tracing::info!(container_id = %record.id, "stop timed out; sending SIGKILL");
+                if let Err(e) = kill(SIGKILL).await {
+                    tracing::warn!(container_id = %record.id, error = %e, "SIGKILL failed");
+                }
+                exited.await
+            }
+        };
+        waited?.map_err(|source| ContainerError::Monitor {
+            id: record.id.clone(),
+            source,
+        })?;
+        self.refresh(record).await
+    }
+
+    /// Deletes the container: its monitor, mount, snapshot, bundle, logs and record. A running
+    /// container is refused unless `force`, which kills it.
+    pub async fn delete(
+        &self,
+        namespace: &str,
+        container: &str,
+        force: bool,
+    ) -> Result<(), ContainerError> {
+        let (namespace, record) = self.lookup(namespace, container)?;
+        let _guard = self.lock(&record).await;
+        // Read again under the lock: a delete may have gone first.
+        let record = self.state.container(&namespace, &record.id)?;
+        let record = self.refresh(record).await?;
+        if record.status == status::RUNNING && !force {
+            return Err(ContainerError::WrongState {
+                id: record.id,
+                status: record.status,
+                action: "delete without force",
+            });
+        }
+        let paths = self.paths(&namespace, &record.id, &record.name);
+        self.teardown(&record.id, &paths, &Made::everything())
+            .await?;
+        self.state.remove_container(&namespace, &record.id)?;
+        self.forget_lock(&record);
+        Ok(())
+    }
+
+    /// The container, up to date with its monitor.
+    pub async fn inspect(
+        &self,
+        namespace: &str,
+        container: &str,
+    ) -> Result<ContainerRecord, ContainerError> {
+        let (_, record) = self.lookup(namespace, container)?;
+        self.refresh(record).await
+    }
+
+    /// Every container of `namespace`, by id, up to date with their monitors.
+    pub async fn list(&self, namespace: &str) -> Result<Vec<ContainerRecord>, ContainerError> {
+        let namespace = Name::parse("namespace", namespace)?;
+        self.state.namespace(&namespace)?;
+        let mut out = Vec::new();
+        for record in self.state.containers(&namespace)? {
+            out.push(self.refresh(record).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// `SIGKILL`'s number (the same on every Linux architecture).
+const SIGKILL: i32 = 9;
+
+/// Asks the monitor at `socket` to exit and waits until it has (it removes its socket last).
+fn stop_monitor(id: &str, socket: &Path) -> Result<(), ContainerError> {
+    let mut client = match Client::connect(socket) {
+        Ok(client) => client,
+        Err(ClientError::Connect { .. }) => return remove_file(socket),
+        Err(source) => {
+            return Err(ContainerError::Monitor {
+                id: id.to_owned(),
+                source,
+            })
+        }
+    };
+    client
+        .shutdown()
+        .map_err(|source| ContainerError::Monitor {
+            id: id.to_owned(),
+            source,
+        })?;
+    drop(client);
+    let deadline = Instant::now() + MONITOR_EXIT_TIMEOUT;
+    while socket.exists() {
+        if Instant::now() >= deadline {
+            return Err(ContainerError::MonitorStuck { id: id.to_owned() });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! What a client asks for when it creates a container, and its translation into the OCI runtime
+//! spec: pure functions, unit-tested without root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, Spec,
+};
+use serde::{Deserialize, Serialize};
+
+use super::ContainerError;
+
+/// Where the testudo binary is bind-mounted in a container with `init: true`.
+pub const INIT_PATH: &str = "/.testudo-init";
+
+/// The CFS period that a CPU limit in millicores is expressed against (docker's and kubelet's).
+pub const CPU_PERIOD_MICROS: u64 = 100_000;
+
+/// A request to create a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    /// Its name, unique in the namespace; defaults to the first 12 characters of the id.
+    pub name: Option<String>,
+    /// The image reference, as the user wrote it.
+    pub image: String,
+    /// `KEY=VALUE` entries added to (or replacing) the image's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Replaces the image's Entrypoint.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's Cmd.
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// Replaces the image's WorkingDir.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Replaces the image's User (`name`, `uid`, `uid:gid`, ...).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// User labels (tags).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Extra mounts.
+    #[serde(default)]
+    pub mounts: Vec<MountRequest>,
+    /// Which network namespace the container gets.
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Resource limits.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Put testudo's minimal init (`testudo reap`) as PID 1.
+    #[serde(default)]
+    pub init: bool,
+    /// Give the container a terminal (not supported yet: refused).
+    #[serde(default)]
+    pub tty: bool,
+}
+
+/// One extra mount.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRequest {
+    /// The host path (bind) or the filesystem's source (`tmpfs`).
+    pub source: String,
+    /// The absolute path inside the container.
+    pub target: String,
+    /// The filesystem type; empty means `bind`.
+    #[serde(default)]
+    pub fstype: String,
+    /// Mount options (`ro`, `rbind`, `size=1m`, ...).
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// Which network namespace a container gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// A new network namespace holding only the loopback interface.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+    /// The existing network namespace at this path (`/run/netns/x`, `/proc/<pid>/ns/net`).
+    Join(PathBuf),
+}
+
+/// Resource limits; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU time in thousandths of a CPU (1000 is one CPU), as a CFS quota.
+    #[serde(default)]
+    pub cpu_millicores: Option<u64>,
+    /// Memory limit in bytes.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// Most processes at once.
+    #[serde(default)]
+    pub pids: Option<u64>,
+}
+
+/// What the spec needs besides the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecContext {
+    /// `linux.cgroupsPath`.
+    pub cgroups_path: PathBuf,
+    /// The testudo binary, bind-mounted for `init: true`.
+    pub testudo_binary: PathBuf,
+}
+
+/// Checks what can be checked without touching the host: tty, mount targets and sources,
+/// network path, resource values.
+pub fn validate(request: &CreateRequest) -> Result<(), ContainerError> {
+    if request.tty {
+        return Err(ContainerError::TtyUnsupported);
+    }
+    if request.image.is_empty() {
+        return Err(ContainerError::NoImage);
+    }
+    for mount in &request.mounts {
+        if !Path::new(&mount.target).is_absolute() {
+            return Err(ContainerError::RelativeMountTarget {
+                target: mount.target.clone(),
+            });
+        }
+        if is_bind(mount) && !Path::new(&mount.source).is_absolute() {
+            return Err(ContainerError::RelativeMountSource {
+                source_path: mount.source.clone(),
+            });
+        }
+    }
+    if let NetworkMode::Join(path) = &request.network {
+        if !path.is_absolute() {
+            return Err(ContainerError::RelativeNetnsPath { path: path.clone() });
+        }
+    }
+    let limits = [
+        ("cpu", request.resources.cpu_millicores),
+        ("memory", request.resources.memory_bytes),
+        ("pids", request.resources.pids),
+    ];
+    for (what, value) in limits {
+        if value == Some(0) {
+            return Err(ContainerError::ZeroLimit { what });
+        }
+        if value.is_some_and(|v| i64::try_from(v).is_err()) {
+            return Err(ContainerError::LimitTooLarge { what });
+        }
+    }
+    Ok(())
+}
+
+fn is_bind(mount: &MountRequest) -> bool {
+    mount.fstype.is_empty() || mount.fstype == "bind"
+}
+
+/// The request's mounts, network, resources, init and cgroups path applied to `spec` (which
+/// already holds the image config's process).
+pub fn apply_request(
+    spec: &mut Spec,
+    request: &CreateRequest,
+    context: &SpecContext,
+) -> Result<(), ContainerError> {
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for mount in &request.mounts {
+        mounts.push(oci_mount(mount)?);
+    }
+    if request.init {
+        mounts.push(
+            MountBuilder::default()
+                .destination(INIT_PATH)
+                .source(&context.testudo_binary)
+                .typ("bind")
+                .options(vec![
+                    "bind".to_owned(),
+                    "ro".to_owned(),
+                    "nosuid".to_owned(),
+                ])
+                .build()
+                .map_err(ContainerError::Spec)?,
+        );
+        if let Some(process) = spec.process_mut() {
+            let mut args = vec![INIT_PATH.to_owned(), "reap".to_owned(), "--".to_owned()];
+            args.extend(process.args().clone().unwrap_or_default());
+            process.set_args(Some(args));
+        }
+    }
+    spec.set_mounts(Some(mounts));
+
+    let mut linux = spec.linux().clone().unwrap_or_else(|| {
+        // Spec::default() always has a linux section; an empty one is still a valid start.
+        LinuxBuilder::default().build().unwrap_or_default()
+    });
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    match &request.network {
+        NetworkMode::None => {}
+        NetworkMode::Host => namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Network),
+        NetworkMode::Join(path) => {
+            for ns in &mut namespaces {
+                if ns.typ() == LinuxNamespaceType::Network {
+                    ns.set_path(Some(path.clone()));
+                }
+            }
+        }
+    }
+    linux.set_namespaces(Some(namespaces));
+    linux.set_cgroups_path(Some(context.cgroups_path.clone()));
+    linux.set_resources(resources(&request.resources)?);
+    spec.set_linux(Some(linux));
+    Ok(())
+}
+
+fn oci_mount(mount: &MountRequest) -> Result<Mount, ContainerError> {
+    let mut options = mount.options.clone();
+    let fstype = if is_bind(mount) {
+        if !options.iter().any(|o| o == "bind" || o == "rbind") {
+            options.push("rbind".to_owned());
+        }
+        "bind"
+    } else {
+        mount.fstype.as_str()
+    };
+    MountBuilder::default()
+        .destination(&mount.target)
+        .source(&mount.source)
+        .typ(fstype)
+        .options(options)
+        .build()
+        .map_err(ContainerError::Spec)
+}
+
+fn resources(
+    limits: &Resources,
+) -> Result<Option<oci_spec::runtime::LinuxResources>, ContainerError> {
+    if *limits == Resources::default() {
+        return Ok(None);
+    }
+    let signed =
+        |what, v: u64| i64::try_from(v).map_err(|_| ContainerError::LimitTooLarge { what });
+    let mut builder = LinuxResourcesBuilder::default();
+    if let Some(millicores) = limits.cpu_millicores {
+        let quota = signed("cpu", millicores.saturating_mul(CPU_PERIOD_MICROS) / 1000)?;
+        builder = builder.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(CPU_PERIOD_MICROS)
+                .build()
+                .map_err(ContainerError::Spec)?,
+        );
+    }
+    if let Some(bytes) = limits.memory_bytes {
+        builder = builder.memory(
+            LinuxMemoryBuilder::default()
+                .limit(signed("memory", bytes)?)
+                .build()
+                .map_err(ContainerError::Spec)?,
+        );
+    }
+    if let Some(pids) = limits.pids {
+        builder = builder.pids(
+            LinuxPidsBuilder::default()
+                .limit(signed("pids", pids)?)
+                .build()
+                .map_err(ContainerError::Spec)?,
+        );
+    }
+    Ok(Some(builder.build().map_err(ContainerError::Spec)?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn context() -> SpecContext {
+        SpecContext {
+            cgroups_path: "/testudo/ns/abc".into(),
+            testudo_binary: "/usr/bin/testudo".into(),
+        }
+    }
+
+    fn applied(request: &CreateRequest) -> Spec {
+        let mut spec = Spec::default();
+        if let Some(p) = spec.process_mut() {
+            p.set_args(Some(vec!["/bin/sh".into()]));
+        }
+        apply_request(&mut spec, request, &context()).unwrap();
+        spec
+    }
+
+    fn request() -> CreateRequest {
+        CreateRequest {
+            image: "busybox".into(),
+            ..CreateRequest::default()
+        }
+    }
+
+    fn net_ns(spec: &Spec) -> Option<Option<PathBuf>> {
+        spec.linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|ns| ns.typ() == LinuxNamespaceType::Network)
+            .map(|ns| ns.path().clone())
+    }
+
+    #[test]
+    fn a_relative_mount_target_is_refused() {
+        let mut r = request();
+        r.mounts.push(MountRequest {
+            source: "/tmp".into(),
+            target: "data".into(),
+            ..MountRequest::default()
+        });
+        assert!(matches!(
+            validate(&r),
+            Err(ContainerError::RelativeMountTarget { target }) if target == "data"
+        ));
+    }
+
+    #[test]
+    fn a_tty_and_a_zero_limit_are_refused() {
+        let mut r = request();
+        r.tty = true;
+        assert!(matches!(validate(&r), Err(ContainerError::TtyUnsupported)));
+        let mut r = request();
+        r.resources.pids = Some(0);
+        assert!(matches!(
+            validate(&r),
+            Err(ContainerError::ZeroLimit { what: "pids" })
+        ));
+    }
+
+    #[test]
+    fn network_modes_choose_the_network_namespace() {
+        assert_eq!(net_ns(&applied(&request())), Some(None));
+        let mut host = request();
+        host.network = NetworkMode::Host;
+        assert_eq!(net_ns(&applied(&host)), None);
+        let mut join = request();
+        join.network = NetworkMode::Join("/run/netns/x".into());
+        assert_eq!(net_ns(&applied(&join)), Some(Some("/run/netns/x".into())));
+    }
+
+    #[test]
+    fn millicores_become_a_quota_of_the_period() {
+        let mut r = request();
+        r.resources.cpu_millicores = Some(500);
+        r.resources.memory_bytes = Some(64 << 20);
+        let spec = applied(&r);
+        let res = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+        let cpu = res.cpu().clone().unwrap();
+        assert_eq!(cpu.quota(), Some(50_000));
+        assert_eq!(cpu.period(), Some(CPU_PERIOD_MICROS));
+        assert_eq!(res.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        assert_eq!(
+            spec.linux().as_ref().unwrap().cgroups_path().as_deref(),
+            Some(Path::new("/testudo/ns/abc"))
+        );
+    }
+
+    #[test]
+    fn init_wraps_the_process_and_mounts_the_binary_read_only() {
+        let mut r = request();
+        r.init = true;
+        let spec = applied(&r);
+        let args = spec.process().as_ref().unwrap().args().clone().unwrap();
+        assert_eq!(args, ["/.testudo-init", "reap", "--", "/bin/sh"]);
+        let mount = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new(INIT_PATH))
+            .unwrap();
+        assert_eq!(
+            mount.source().as_deref(),
+            Some(Path::new("/usr/bin/testudo"))
+        );
+        assert!(mount.options().as_ref().unwrap().contains(&"ro".to_owned()));
+    }
+
+    #[test]
+    fn a_bind_mount_without_bind_option_gets_rbind() {
+        let m = oci_mount(&MountRequest {
+            source: "/srv".into(),
+            target: "/data".into(),
+            fstype: String::new(),
+            options: vec!["ro".into()],
+        })
+        .unwrap();
+        assert_eq!(m.typ().as_deref(), Some("bind"));
+        assert_eq!(m.options().clone().unwrap(), ["ro", "rbind"]);
+    }
+}
