@@ -120,7 +120,7 @@ struct Made {
     bundle: bool,
     snapshot: bool,
     mounted: bool,
-    log_dir: bool,
+    log: bool,
     monitor_dir: bool,
     monitor: bool,
     container: bool,
@@ -132,7 +132,7 @@ impl Made {
             bundle: true,
             snapshot: true,
             mounted: true,
-            log_dir: true,
+            log: true,
             monitor_dir: true,
             monitor: true,
             container: true,
@@ -326,7 +326,7 @@ impl ContainerService {
         if let Some(log_dir) = paths.log.parent() {
             std::fs::create_dir_all(log_dir).map_err(io_error("create", log_dir))?;
         }
-        made.log_dir = true;
+        made.log = true;
         std::fs::create_dir_all(&paths.monitor_dir)
             .map_err(io_error("create", &paths.monitor_dir))?;
         made.monitor_dir = true;
@@ -346,7 +346,11 @@ impl ContainerService {
             .await?;
         made.container = true;
         record.pid = u32::try_from(pid).ok();
-        self.state.insert_container(&record)?;
+        if let Err(e) = self.state.insert_container(&record) {
+            // A container of the same name created meanwhile owns that log file.
+            made.log = false;
+            return Err(e.into());
+        }
         Ok(record)
     }
 
@@ -459,7 +463,7 @@ impl ContainerService {
         if made.monitor_dir {
             remove_tree(&paths.monitor_dir)?;
         }
-        if made.log_dir {
+        if made.log {
             remove_logs(&paths.log)?;
         }
         if made.mounted && paths.rootfs.exists() {
