@@ -27,6 +27,7 @@ use std::sync::Arc;
 use clap::Parser;
 use testudo_api::images::v1::images_service_server::ImagesServiceServer;
 use testudo_api::namespaces::v1::namespaces_service_server::NamespacesServiceServer;
+use testudo_engine::error::chain;
 use testudo_engine::images::{
     ImageError, ImageService, ImageServiceConfig, Platform, RegistryOptions, SnapshotterChoice,
 };
@@ -156,18 +157,6 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         .await;
     drop(guard);
     served.map_err(DaemonError::Serve)
-}
-
-/// The error and its causes as one line, runc style.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
 }
 
 fn main() -> ExitCode {

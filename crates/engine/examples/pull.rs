@@ -55,13 +55,7 @@ async fn main() {
                 "unpack_seconds": phases.unpack.as_secs_f64()})
         ),
         Err(e) => {
-            let mut line = format!("pull: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                line.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            eprintln!("{line}");
+            eprintln!("pull: {}", testudo_engine::error::chain(&e));
             std::process::exit(1)
         }
     }

@@ -159,3 +159,15 @@ impl Kind for SnapshotError {
         }
     }
 }
+
+/// An error and its causes as one line (`a: b: c`), as the daemon logs and answers them.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
