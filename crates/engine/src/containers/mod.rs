@@ -41,8 +41,8 @@ use testudo_snapshot::{mount_all, unmount};
 
 pub use error::ContainerError;
 pub use request::{
-    apply_request, validate, CreateRequest, MountRequest, NetworkMode, Resources, SpecContext,
-    CPU_PERIOD_MICROS, INIT_PATH,
+    apply_request, validate, CreateRequest, MountRequest, NetworkMode, Resources, RestartPolicy,
+    SpecContext, CPU_PERIOD_MICROS, INIT_PATH,
 };
 
 use crate::images::ImageService;
@@ -339,7 +339,7 @@ impl ContainerService {
             log_path: paths.log.clone(),
             log_rotation: LogRotation::default(),
             tty: false,
-            stdin: false,
+            stdin: request.stdin,
         };
         let (pid, _warnings) = self
             .monitor_call(&id, &paths.socket, move |client| client.create(create))

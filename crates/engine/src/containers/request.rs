@@ -58,6 +58,28 @@ pub struct CreateRequest {
     /// Give the container a terminal (not supported yet: refused).
     #[serde(default)]
     pub tty: bool,
+    /// Keep the container's standard input open for attach.
+    #[serde(default)]
+    pub stdin: bool,
+    /// What to do when the process ends by itself.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// Whether the engine restarts a container whose process ended without stop or kill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Never restart.
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most `max_retries` times in a row (0: no limit).
+    OnFailure {
+        /// The most restarts in a row; 0 means no limit.
+        max_retries: u32,
+    },
+    /// Restart after every exit.
+    Always,
 }
 
 /// One extra mount.

@@ -1,0 +1,167 @@
+//! Shared harness of the daemon's end-to-end tests (included with `mod common;`): the real
+//! `testudod` on a temporary root and socket, driven by the real `testudoctl`.
+
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rustix::process::{kill_process, Pid, Signal};
+
+/// `testudoctl` from the same target directory and profile as this test: a test of one package
+/// cannot ask cargo for another package's binary, so it is built here once (a no-op when fresh).
+pub(crate) fn testudoctl() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        // <target>/<profile>/deps/e2e-<hash>
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap();
+        let target_dir = profile_dir.parent().unwrap();
+        let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
+            "debug" => "dev".to_owned(),
+            other => other.to_owned(),
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "testudo-ctl", "--bin", "testudoctl"])
+            .arg("--profile")
+            .arg(&profile)
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build testudoctl");
+        profile_dir.join("testudoctl")
+    })
+}
+
+/// A running `testudod` with its own root and socket in a temporary directory.
+pub(crate) struct Daemon {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) child: Child,
+}
+
+impl Daemon {
+    pub(crate) fn start(insecure: &[String]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn_daemon(dir.path(), insecure);
+        let daemon = Daemon { dir, child };
+        daemon.wait_ready();
+        daemon
+    }
+
+    pub(crate) fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub(crate) fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/testudod.sock")
+    }
+
+    pub(crate) fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            assert!(Instant::now() < deadline, "testudod did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The socket is bound before the state database is open: ready means answering.
+        while !self.ctl(&["ns", "ls"]).status.success() {
+            assert!(Instant::now() < deadline, "testudod did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(testudoctl())
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs testudoctl, which must succeed; its standard output.
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        let output = self.ctl(args);
+        assert!(
+            output.status.success(),
+            "testudoctl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs testudoctl, which must fail with status 1 and one line on standard error; that line.
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
+        let output = self.ctl(args);
+        assert_eq!(output.status.code(), Some(1), "testudoctl {args:?}");
+        assert!(output.stdout.is_empty());
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        stderr.trim_end().to_owned()
+    }
+
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut with_json = vec!["--json"];
+        with_json.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&with_json)).unwrap()
+    }
+
+    /// Files under the spool directory: import and export must leave none.
+    pub(crate) fn spooled(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.root().join("tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap();
+        kill_process(pid, Signal::TERM).unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every daemon of a test directory appends its log to `<dir>/testudod.log`.
+pub(crate) fn log_file(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("testudod.log"))
+        .unwrap()
+}
+
+pub(crate) fn spawn_daemon(dir: &Path, insecure: &[String]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_testudod"));
+    cmd.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--socket")
+        .arg(dir.join("run/testudod.sock"))
+        .args(["--log-level", "debug"])
+        .stdout(Stdio::null())
+        // A file, not a pipe nobody drains: a full pipe would block the daemon.
+        .stderr(log_file(dir));
+    for registry in insecure {
+        cmd.args(["--insecure-registry", registry]);
+    }
+    cmd.spawn().unwrap()
+}
+
+pub(crate) fn names(listed: &serde_json::Value) -> Vec<String> {
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_owned())
+        .collect()
+}
