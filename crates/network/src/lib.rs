@@ -1,11 +1,13 @@
 //! Container networking on the host: persistent named network namespaces, links, addresses and
 //! routes through rtnetlink, IP address management, and NAT and port publishing with nftables,
-//! for testudo's built-in `bridge` mode (and the namespaces of the `none` and `join` modes).
+//! for testudo's built-in `bridge` mode (and the namespaces of the `none` and `join` modes);
+//! CNI 1.0 plugin execution for the `cni` mode ([`cni`]).
 //!
-//! Non-goals: running CNI plugins, the daemon's wiring (which network a container asks for,
-//! where leases are persisted), `/etc/hosts`, `/etc/resolv.conf` and hostname files inside
-//! containers; those come in later increments. This crate holds no container state: callers
-//! pass in what to create and persist the [`IpamState`] themselves.
+//! Non-goals: the daemon's wiring (which network a container asks for, where leases are
+//! persisted), `/etc/hosts`, `/etc/resolv.conf` and hostname files inside containers; those
+//! come in later increments. This crate holds no container state: callers pass in what to
+//! create and persist the [`IpamState`] themselves (CNI results are cached by [`cni::Cni`] in a
+//! directory the caller chooses, as libcni does).
 //!
 //! The flow for a bridge-mode container, each step idempotent:
 //! 1. [`NetnsDir::create`] a named namespace (a bind mount under `/run/netns`);
@@ -57,10 +59,15 @@
 //!   setup keeps its address) and refuses subnets that overlap another network's.
 //! - Host veth names derive from a hash of network and container id (`tv` + 12 hex digits), so
 //!   detaching after a crash needs no stored state.
+//! - CNI plugins run with a cleared environment (the `CNI_*` variables and a fixed `PATH`), so
+//!   they behave the same from the daemon, a test or a shell; each run has a deadline, after
+//!   which the plugin is killed and the `ADD` rolled back. Debian's plugins (1.1) put their
+//!   rules in iptables (the nf_tables backend here), not in testudo's table.
 //! - Dependencies beyond the workspace's usual ones: `ipnet` (subnet arithmetic and its serde
 //!   form).
 
 mod bridge;
+pub mod cni;
 mod ifname;
 mod ipam;
 mod netlink;
