@@ -3,9 +3,12 @@
 //! for testudo's built-in `bridge` mode (and the namespaces of the `none` and `join` modes);
 //! CNI 1.0 plugin execution for the `cni` mode ([`cni`]).
 //!
+//! The name resolution files of a container (`/etc/hosts`, `/etc/resolv.conf`,
+//! `/etc/hostname`) are planned as data ([`plan_name_files`]) and written into a directory
+//! ([`NameFiles::write_to`]) that the engine bind-mounts into the container.
+//!
 //! Non-goals: the daemon's wiring (which network a container asks for, where leases are
-//! persisted), `/etc/hosts`, `/etc/resolv.conf` and hostname files inside containers; those
-//! come in later increments. This crate holds no container state: callers pass in what to
+//! persisted, the bind mounts of the name files); that comes in later increments. This crate holds no container state: callers pass in what to
 //! create and persist the [`IpamState`] themselves (CNI results are cached by [`cni::Cni`] in a
 //! directory the caller chooses, as libcni does).
 //!
@@ -70,6 +73,7 @@ mod bridge;
 pub mod cni;
 mod ifname;
 mod ipam;
+mod name_files;
 mod netlink;
 mod netns;
 mod nft;
@@ -79,6 +83,10 @@ mod port;
 pub use bridge::{BridgeDriver, BridgeError};
 pub use ifname::{IfName, IfNameError, IFNAME_MAX};
 pub use ipam::{IpamError, IpamState, IpamStore, IpamStoreError, Lease, Pool, Subnets};
+pub use name_files::{
+    plan_name_files, DnsConfig, DnsSource, NameFiles, NameFilesError, NameFilesRequest,
+    FALLBACK_NAMESERVERS, HOSTNAME_FILE, HOSTS_FILE, RESOLV_CONF_FILE,
+};
 pub use netlink::{Netlink, NetlinkError};
 pub use netns::{Netns, NetnsDir, NetnsError, NetnsName, DEFAULT_NETNS_DIR};
 pub use nft::{DnatHook, NatRule, Nft, NftError, DEFAULT_TABLE};
