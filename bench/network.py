@@ -117,6 +117,17 @@ def main():
         print(f"warning: load average {load:.2f} on {os.cpu_count()} CPUs: wall times will be noisy",
               file=sys.stderr)
 
+    # Both paths turn forwarding on and leave it on; the host gets its own value back.
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        ip_forward = f.read().strip()
+    try:
+        run(args, load)
+    finally:
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write(ip_forward)
+
+
+def run(args, load):
     samples = {"builtin": [], "cni_module": [], "cni_direct": []}
     workdir = tempfile.mkdtemp(prefix="netbench-")
     direct = DirectCni(workdir)
