@@ -1,11 +1,16 @@
 //! Container networking on the host: persistent named network namespaces, links, addresses and
 //! routes through rtnetlink, IP address management, and NAT and port publishing with nftables,
-//! for testudo's built-in `bridge` mode (and the namespaces of the `none` and `join` modes).
+//! for testudo's built-in `bridge` mode (and the namespaces of the `none` and `join` modes);
+//! CNI 1.0 plugin execution for the `cni` mode ([`cni`]).
 //!
-//! Non-goals: running CNI plugins, the daemon's wiring (which network a container asks for,
-//! where leases are persisted), `/etc/hosts`, `/etc/resolv.conf` and hostname files inside
-//! containers; those come in later increments. This crate holds no container state: callers
-//! pass in what to create and persist the [`IpamState`] themselves.
+//! The name resolution files of a container (`/etc/hosts`, `/etc/resolv.conf`,
+//! `/etc/hostname`) are planned as data ([`plan_name_files`]) and written into a directory
+//! ([`NameFiles::write_to`]) that the engine bind-mounts into the container.
+//!
+//! Non-goals: the daemon's wiring (which network a container asks for, where leases are
+//! persisted, the bind mounts of the name files); that comes in later increments. This crate holds no container state: callers pass in what to
+//! create and persist the [`IpamState`] themselves (CNI results are cached by [`cni::Cni`] in a
+//! directory the caller chooses, as libcni does).
 //!
 //! The flow for a bridge-mode container, each step idempotent:
 //! 1. [`NetnsDir::create`] a named namespace (a bind mount under `/run/netns`);
@@ -57,12 +62,18 @@
 //!   setup keeps its address) and refuses subnets that overlap another network's.
 //! - Host veth names derive from a hash of network and container id (`tv` + 12 hex digits), so
 //!   detaching after a crash needs no stored state.
+//! - CNI plugins run with a cleared environment (the `CNI_*` variables and a fixed `PATH`), so
+//!   they behave the same from the daemon, a test or a shell; each run has a deadline, after
+//!   which the plugin is killed and the `ADD` rolled back. Debian's plugins (1.1) put their
+//!   rules in iptables (the nf_tables backend here), not in testudo's table.
 //! - Dependencies beyond the workspace's usual ones: `ipnet` (subnet arithmetic and its serde
 //!   form).
 
 mod bridge;
+pub mod cni;
 mod ifname;
 mod ipam;
+mod name_files;
 mod netlink;
 mod netns;
 mod nft;
@@ -72,6 +83,10 @@ mod port;
 pub use bridge::{BridgeDriver, BridgeError};
 pub use ifname::{IfName, IfNameError, IFNAME_MAX};
 pub use ipam::{IpamError, IpamState, IpamStore, IpamStoreError, Lease, Pool, Subnets};
+pub use name_files::{
+    plan_name_files, DnsConfig, DnsSource, NameFiles, NameFilesError, NameFilesRequest,
+    FALLBACK_NAMESERVERS, HOSTNAME_FILE, HOSTS_FILE, RESOLV_CONF_FILE,
+};
 pub use netlink::{Netlink, NetlinkError};
 pub use netns::{Netns, NetnsDir, NetnsError, NetnsName, DEFAULT_NETNS_DIR};
 pub use nft::{DnatHook, NatRule, Nft, NftError, DEFAULT_TABLE};

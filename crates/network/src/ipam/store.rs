@@ -132,8 +132,10 @@ impl IpamStore {
             _ => Path::new("."),
         };
         let mut temp = tempfile::Builder::new().prefix(".ipam-").tempfile_in(dir)?;
-        serde_json::to_writer_pretty(&mut temp, state)?;
-        temp.write_all(b"\n")?;
+        // One write: serde_json writes a file token by token, a system call each.
+        let mut bytes = serde_json::to_vec_pretty(state)?;
+        bytes.push(b'\n');
+        temp.write_all(&bytes)?;
         temp.as_file().sync_all()?;
         temp.persist(&self.path).map_err(|e| e.error)?;
         fs::File::open(dir)?.sync_all()
