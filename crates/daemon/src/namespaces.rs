@@ -138,6 +138,8 @@ mod tests {
                 started: None,
                 finished: None,
                 labels: Default::default(),
+                restart_count: 0,
+                stop_requested: false,
             })
             .unwrap();
 
