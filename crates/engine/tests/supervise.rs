@@ -455,3 +455,138 @@ async fn an_oom_kill_is_published() {
     assert_eq!(next_event(&mut events).await.topic(), "/containers/exit");
     f.delete_all().await;
 }
+
+/// Logs `line N` every 50 ms; exits with 7 once `/exit7` exists.
+const COUNTER: &str =
+    "i=0; while :; do i=$((i+1)); echo line $i; [ -e /exit7 ] && exit 7; sleep 0.05; done";
+
+/// Panics unless the log is `line 1`, `line 2`, ... without a gap; returns how many lines.
+fn assert_every_line(f: &Fixture, record: &ContainerRecord) -> usize {
+    let lines = f.log_lines(record);
+    for (n, line) in lines.iter().enumerate() {
+        assert_eq!(*line, format!("line {}", n + 1), "{}: {lines:?}", record.id);
+    }
+    lines.len()
+}
+
+#[test]
+fn a_new_service_adopts_running_containers_and_learns_the_exits_it_missed() {
+    if !require_root() {
+        return;
+    }
+    let daemon = tokio::runtime::Runtime::new().unwrap();
+    let mut f = daemon.block_on(Fixture::new("sup-adopt"));
+    let records: Vec<ContainerRecord> = daemon.block_on(async {
+        let mut records = Vec::new();
+        for _ in 0..10 {
+            records.push(f.create_started(COUNTER, RestartPolicy::No).await);
+        }
+        // An eleventh whose policy restarts it once after a failure.
+        let policy = RestartPolicy::OnFailure { max_retries: 1 };
+        records.push(f.create_started(COUNTER, policy).await);
+        for record in &records {
+            f.stored_until(&record.id, "logging", |r| f.log_lines(r).len() >= 2)
+                .await;
+        }
+        records
+    });
+    // `kill -9` of the daemon: the service and its runtime go, nothing is stopped.
+    f.containers = None;
+    drop(daemon);
+
+    // Meanwhile one container exits with 7, and another's monitor dies after recording that
+    // its container exited with 7 too: its exit is left only on disk.
+    let root = f.dir.path().join("containers");
+    let ns = f.ns.clone();
+    let rootfs = |id: &str| root.join("bundles").join(&ns).join(id).join("rootfs");
+    let monitor_dir = |id: &str| root.join("monitors").join(&ns).join(id);
+    let (exited, orphaned, restarted) = (&records[0], &records[1], &records[10]);
+    for record in [exited, orphaned, restarted] {
+        std::fs::write(rootfs(&record.id).join("exit7"), b"").unwrap();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    for record in [exited, orphaned, restarted] {
+        while testudo_monitor_protocol::read_record(&monitor_dir(&record.id), &record.id)
+            .unwrap()
+            .and_then(|r| r.exit)
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "{} never exited", record.id);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let socket = {
+        let short: String = orphaned.id.chars().take(32).collect();
+        root.join("sockets").join(format!("{short}.sock"))
+    };
+    let monitor_pid = Client::connect(&socket).unwrap().monitor_pid();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &monitor_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    while Client::connect(&socket).is_ok() {
+        assert!(Instant::now() < deadline, "the monitor did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let daemon = tokio::runtime::Runtime::new().unwrap();
+    f.containers = Some(f.service());
+    daemon.block_on(async {
+        assert_eq!(f.containers().adopt().await.unwrap(), 11);
+        let listed = f.containers().list(&f.ns).await.unwrap();
+        assert_eq!(listed.len(), 11);
+        for record in listed.iter().filter(|r| r.id != restarted.id) {
+            let expected = if record.id == exited.id || record.id == orphaned.id {
+                (status::STOPPED, Some(7))
+            } else {
+                (status::RUNNING, None)
+            };
+            assert_eq!(
+                (record.status.as_str(), record.exit_code),
+                expected,
+                "{record:?}"
+            );
+        }
+        // The watchers recorded both exits in the database themselves.
+        for record in [exited, orphaned] {
+            let stored = f
+                .stored_until(&record.id, "stopped", |r| r.status == status::STOPPED)
+                .await;
+            assert_eq!(stored.exit_code, Some(7));
+            assert!(stored.finished.is_some());
+            assert_eq!(f.containers().wait(&f.ns, &record.id).await.unwrap(), 7);
+        }
+        // Its policy applies to the exit that happened while nobody watched: one restart,
+        // whose run (with `/exit7` still there) fails at once, and no more.
+        let again = f
+            .stored_until(&restarted.id, "restarted once and stopped", |r| {
+                r.restart_count == 1 && r.status == status::STOPPED
+            })
+            .await;
+        assert_eq!(again.exit_code, Some(7));
+        assert_eq!(
+            f.log_lines(&again).last().map(String::as_str),
+            Some("line 1")
+        );
+        // The adopted containers are watched: an exit now is recorded without asking.
+        let last = &records[9];
+        std::fs::write(rootfs(&last.id).join("exit7"), b"").unwrap();
+        assert_eq!(f.containers().wait(&f.ns, &last.id).await.unwrap(), 7);
+        for record in &records[2..9] {
+            let stopped = f
+                .containers()
+                .stop(&f.ns, &record.id, 9, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(stopped.exit_code, Some(128 + 9));
+        }
+        for record in &records[..10] {
+            assert!(assert_every_line(&f, record) >= 2);
+        }
+        f.delete_all().await;
+    });
+    for dir in f.namespace_cgroups() {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}

@@ -58,22 +58,25 @@ impl CgroupDirs {
         dirs
     }
 
-    /// Removes `<cgroup parent>/<namespace>` in every hierarchy where it is empty; one still
-    /// holding a container's cgroup stays.
-    pub(super) fn remove_namespace_level(&self, namespace: &str) {
+    /// Removes, in every hierarchy, the container's cgroup if the runtime left it (its monitor
+    /// died before it could delete the container) and then `<cgroup parent>/<namespace>`; a
+    /// level that is not empty (another container's cgroup, a live process) stays.
+    pub(super) fn remove_levels(&self, namespace: &str, id: &str) {
         for parent in &self.parents {
-            let dir = parent.join(namespace);
-            match std::fs::remove_dir(&dir) {
-                Ok(()) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::NotFound
-                            | io::ErrorKind::DirectoryNotEmpty
-                            | io::ErrorKind::ResourceBusy
-                    ) => {}
-                Err(e) => {
-                    tracing::warn!(path = %dir.display(), error = %e, "cannot remove namespace cgroup");
+            let namespace_dir = parent.join(namespace);
+            for dir in [namespace_dir.join(id), namespace_dir] {
+                match std::fs::remove_dir(&dir) {
+                    Ok(()) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound
+                                | io::ErrorKind::DirectoryNotEmpty
+                                | io::ErrorKind::ResourceBusy
+                        ) => {}
+                    Err(e) => {
+                        tracing::warn!(path = %dir.display(), error = %e, "cannot remove a cgroup");
+                    }
                 }
             }
         }

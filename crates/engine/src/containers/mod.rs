@@ -565,7 +565,7 @@ impl ContainerService {
         if let Some(namespace) = paths.bundle.parent().and_then(Path::file_name) {
             self.supervisor
                 .cgroups
-                .remove_namespace_level(&namespace.to_string_lossy());
+                .remove_levels(&namespace.to_string_lossy(), id);
         }
         Ok(())
     }
