@@ -178,16 +178,33 @@ fn new_id() -> String {
         .collect()
 }
 
+/// The socket and the state directory of container `id`'s monitor.
+fn monitor_paths(
+    config: &ContainerServiceConfig,
+    namespace: &Name,
+    id: &str,
+) -> (PathBuf, PathBuf) {
+    let short: String = id.chars().take(32).collect();
+    (
+        config.root.join("sockets").join(format!("{short}.sock")),
+        config
+            .root
+            .join("monitors")
+            .join(namespace.as_str())
+            .join(id),
+    )
+}
+
 /// The files of container `id` named `name` in `namespace`.
 fn paths_of(config: &ContainerServiceConfig, namespace: &Name, id: &str, name: &Name) -> Paths {
     let ns = namespace.as_str();
     let bundle = config.root.join("bundles").join(ns).join(id);
-    let short: String = id.chars().take(32).collect();
+    let (socket, monitor_dir) = monitor_paths(config, namespace, id);
     Paths {
         rootfs: bundle.join("rootfs"),
         bundle,
-        monitor_dir: config.root.join("monitors").join(ns).join(id),
-        socket: config.root.join("sockets").join(format!("{short}.sock")),
+        monitor_dir,
+        socket,
         log: config
             .log_root
             .join(ns)

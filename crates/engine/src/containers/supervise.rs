@@ -31,8 +31,8 @@ use tokio::task::AbortHandle;
 
 use super::cgroups::CgroupDirs;
 use super::{
-    call_monitor, paths_of, rfc3339, status, sync_record, ContainerServiceConfig, CreateRequest,
-    RestartPolicy,
+    call_monitor, monitor_paths, paths_of, rfc3339, status, sync_record, ContainerServiceConfig,
+    CreateRequest, RestartPolicy,
 };
 use crate::events::{Event, EventBus, EventKind};
 use crate::state::{ContainerRecord, Name, StateDb};
@@ -279,9 +279,7 @@ impl Supervisor {
 
     /// The socket and the state directory of container `id`'s monitor.
     fn paths(&self, namespace: &Name, id: &str) -> (PathBuf, PathBuf) {
-        // The name only places the log file, which is not needed here.
-        let paths = paths_of(&self.config, namespace, id, namespace);
-        (paths.socket, paths.monitor_dir)
+        monitor_paths(&self.config, namespace, id)
     }
 
     /// Records how the run ended that `waited` reports, and says what comes next.
