@@ -3,12 +3,14 @@
 //!
 //! Non-goals: presentation (tables, JSON: `testudoctl` does that), retries, and TCP with mutual
 //! TLS (later, beside the daemon's TCP listener). The messages are `testudo-api`'s, re-exported
-//! as [`namespaces`] and [`images`], so callers need no other crate for them.
+//! as [`namespaces`], [`images`] and [`events`], so callers need no other crate for them.
 
 use std::path::{Path, PathBuf};
 
 use futures_util::stream::{self, StreamExt};
 use hyper_util::rt::TokioIo;
+use testudo_api::events::v1::events_service_client::EventsServiceClient;
+use testudo_api::events::v1::{Event, SubscribeRequest, SubscribeResponse};
 use testudo_api::images::v1::images_service_client::ImagesServiceClient;
 use testudo_api::images::v1::{
     import_request, pull_response, DeleteRequest as DeleteImageRequest, ExportRequest, Image,
@@ -22,6 +24,7 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
 
+pub use testudo_api::events::v1 as events;
 pub use testudo_api::images::v1 as images;
 pub use testudo_api::namespaces::v1 as namespaces;
 pub use tonic::Code;
@@ -95,6 +98,26 @@ impl From<tonic::Status> for ClientError {
 pub struct Client {
     namespaces: NamespacesServiceClient<Channel>,
     images: ImagesServiceClient<Channel>,
+    events: EventsServiceClient<Channel>,
+}
+
+/// The events of a subscription, as they happen.
+#[derive(Debug)]
+pub struct EventStream {
+    stream: tonic::Streaming<SubscribeResponse>,
+}
+
+impl EventStream {
+    /// The next event; `None` once the daemon ended the stream.
+    pub async fn next(&mut self) -> Result<Option<Event>, ClientError> {
+        match self.stream.message().await? {
+            Some(SubscribeResponse { event: Some(event) }) => Ok(Some(event)),
+            Some(SubscribeResponse { event: None }) => {
+                Err(ClientError::MissingField { field: "event" })
+            }
+            None => Ok(None),
+        }
+    }
 }
 
 impl Client {
@@ -117,8 +140,27 @@ impl Client {
                 })?;
         Ok(Client {
             namespaces: NamespacesServiceClient::new(channel.clone()),
-            images: ImagesServiceClient::new(channel),
+            images: ImagesServiceClient::new(channel.clone()),
+            events: EventsServiceClient::new(channel),
         })
+    }
+
+    /// Subscribes to the events of `namespace` (every namespace if `None`) whose topics start
+    /// with one of `topics` (every topic if empty), from now on.
+    pub async fn subscribe_events(
+        &mut self,
+        namespace: Option<&str>,
+        topics: &[String],
+    ) -> Result<EventStream, ClientError> {
+        let stream = self
+            .events
+            .subscribe(SubscribeRequest {
+                namespace: namespace.unwrap_or_default().to_owned(),
+                topics: topics.to_vec(),
+            })
+            .await?
+            .into_inner();
+        Ok(EventStream { stream })
     }
 
     /// Creates namespace `name` with `tags`.

@@ -1,10 +1,11 @@
-//! `testudoctl`, the command-line client of `testudod`: namespaces and images in this first
-//! increment. Human tables by default, `--json` for scripts; an error is one line,
+//! `testudoctl`, the command-line client of `testudod`: namespaces, images and `events` (a
+//! stream, one line per event) in this first increment. Human tables by default, `--json` for scripts; an error is one line,
 //! `testudoctl: <message>`, and exit status 1.
 //!
 //! Non-goals: any logic the daemon owns (validation, defaults beyond the namespace); this binary
 //! parses flags, calls `testudo-client` and prints.
 
+mod events;
 mod output;
 
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ enum Command {
     /// Images of the namespace
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Follow the daemon's events (every namespace unless --only-namespace)
+    Events(events::EventsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +216,7 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Image(ImageCommand::Export { reference, file }) => {
             export(&mut client, ns, &reference, &file).await?;
         }
+        Command::Events(args) => events::follow(&mut client, ns, args, cli.json).await?,
         Command::Image(ImageCommand::Prune) => {
             let pruned = client.prune_images(ns).await?;
             if cli.json {

@@ -1,5 +1,6 @@
 //! `testudod`, the node daemon: serves the gRPC API (`proto/testudo/`, `docs/api.md`) on a unix
-//! socket and maps each call onto the engine. This first increment serves namespaces and images.
+//! socket and maps each call onto the engine. This first increment serves namespaces, images and
+//! events (`events.rs`: the engine's event bus, namespace events published by `namespaces.rs`).
 //!
 //! Non-goals: any logic of its own beyond validating requests, mapping errors to statuses and
 //! owning the socket; containers, monitors and TCP with mutual TLS come in later increments.
@@ -14,6 +15,7 @@
 //!   engine's layout code reads and writes; the file is gone when the call ends.
 //! - Logs go to standard error through `tracing-subscriber`'s fmt layer, at `--log-level`.
 
+mod events;
 mod images;
 mod namespaces;
 mod request;
@@ -25,6 +27,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use testudo_api::events::v1::events_service_server::EventsServiceServer;
 use testudo_api::images::v1::images_service_server::ImagesServiceServer;
 use testudo_api::namespaces::v1::namespaces_service_server::NamespacesServiceServer;
 use testudo_engine::error::chain;
@@ -145,6 +148,9 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
     let served = tonic::transport::Server::builder()
         .add_service(NamespacesServiceServer::new(namespaces::Namespaces::new(
+            engine.clone(),
+        )))
+        .add_service(EventsServiceServer::new(events::Events::new(
             engine.clone(),
         )))
         .add_service(ImagesServiceServer::new(images::Images::new(engine)))

@@ -7,6 +7,7 @@ use testudo_api::namespaces::v1::{
     CreateRequest, CreateResponse, DeleteRequest, DeleteResponse, ListRequest, ListResponse,
     Namespace,
 };
+use testudo_engine::events::{Event, EventKind};
 use testudo_engine::state::NamespaceRecord;
 use tonic::{Request, Response, Status};
 
@@ -55,6 +56,10 @@ impl NamespacesService for Namespaces {
             .create_namespace(name.name(), tags.into_iter().collect())
             .map_err(CallError::from)?;
         tracing::info!(namespace = %record.name, "namespace created");
+        self.engine.images.events().publish(Event::new(
+            record.name.as_str(),
+            EventKind::NamespaceCreated,
+        ));
         Ok(Response::new(CreateResponse {
             namespace: Some(namespace(record)),
         }))
@@ -80,6 +85,10 @@ impl NamespacesService for Namespaces {
             .delete_namespace(name.name(), force)
             .map_err(CallError::from)?;
         tracing::info!(namespace = %name.name(), force, "namespace deleted");
+        self.engine.images.events().publish(Event::new(
+            name.name().as_str(),
+            EventKind::NamespaceDeleted,
+        ));
         Ok(Response::new(DeleteResponse {}))
     }
 }
@@ -138,6 +147,8 @@ mod tests {
                 started: None,
                 finished: None,
                 labels: Default::default(),
+                restart_count: 0,
+                stop_requested: false,
             })
             .unwrap();
 

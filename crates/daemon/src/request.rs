@@ -24,6 +24,8 @@ pub(crate) enum RequestError {
     EmptyImportMessage,
     #[error("an export needs at least one reference")]
     NoReferences,
+    #[error("event topic prefix {prefix:?} does not start with /")]
+    TopicPrefix { prefix: String },
 }
 
 /// The largest bytes chunk of a stream (`docs/api.md`).

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use testudo_image::layout::{export_layout, import_layout, LayoutError};
 
 use crate::error::{ErrorKind, Kind};
+use crate::events::{Event, EventBus, EventKind};
 use testudo_image::pull::{fetch, resolve, PullError, PullOptions, ResolvedImage};
 use testudo_image::reference::{ImageRef, ReferenceError};
 use testudo_image::registry::{RegistryClient, RegistryError};
@@ -183,6 +184,7 @@ pub struct ImageService {
     snapshots: Arc<dyn Snapshotter>,
     client: Arc<RegistryClient>,
     platform: Platform,
+    events: EventBus,
 }
 
 impl std::fmt::Debug for ImageService {
@@ -228,7 +230,26 @@ impl ImageService {
             snapshots,
             client,
             platform: config.platform,
+            events: EventBus::default(),
         })
+    }
+
+    /// The service publishing on `events` (by default it has a bus of its own).
+    pub fn with_events(mut self, events: EventBus) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// The bus this service publishes `/images/...` events on; the container service built on it
+    /// publishes there too.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    fn publish_image(&self, info: &ImageInfo, kind: fn(String, String) -> EventKind) {
+        // Image references are global for now: no namespace.
+        self.events
+            .publish(Event::new("", kind(info.name.clone(), info.digest.clone())));
     }
 
     /// The content store.
@@ -271,7 +292,12 @@ impl ImageService {
         self.store.put_image(&resolved.record)?;
         tracing::info!(image = %resolved.record.name, fetch_ms = phases.fetch.as_millis(),
             unpack_ms = phases.unpack.as_millis(), "pulled");
-        Ok((ImageInfo::of(&resolved), phases))
+        let info = ImageInfo::of(&resolved);
+        self.publish_image(&info, |name, digest| EventKind::ImagePulled {
+            name,
+            digest,
+        });
+        Ok((info, phases))
     }
 
     /// Imports every image of an OCI layout (directory or tar); `default_name` names entries
@@ -309,6 +335,12 @@ impl ImageService {
                     return Err(e);
                 }
             }
+        }
+        for info in &out {
+            self.publish_image(info, |name, digest| EventKind::ImageImported {
+                name,
+                digest,
+            });
         }
         Ok(out)
     }
@@ -394,6 +426,13 @@ impl ImageService {
     pub fn remove(&self, reference: &str) -> Result<(), ImageError> {
         let record = self.record(reference)?;
         self.store.remove_image(&record.name)?;
+        self.events.publish(Event::new(
+            "",
+            EventKind::ImageDeleted {
+                name: record.name.clone(),
+                digest: record.target.digest.to_string(),
+            },
+        ));
         Ok(())
     }
 

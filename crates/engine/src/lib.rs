@@ -1,8 +1,9 @@
 //! The daemon's core, async and transport-agnostic: the image service (pull and import into the
 //! content store, layers unpacked once into shared snapshots, container root filesystems on top,
-//! garbage collection), the state database (namespaces and containers) and the container service
-//! (bundles, one monitor process per container, lifecycle); cells, events and re-adoption of
-//! monitors after a restart follow.
+//! garbage collection), the state database (namespaces and containers), the container service
+//! (bundles, one monitor process per container, lifecycle, supervision of exits with restart
+//! policies, re-adoption of the monitors after a daemon restart) and the event bus (what changed,
+//! for subscribers that may be dropped but never slow the engine); cells follow.
 //!
 //! Non-goals: any wire format (the daemon maps gRPC onto this crate and this crate knows no proto),
 //! running containers itself (monitors do, through the runtime), registry and snapshot mechanics
@@ -10,5 +11,6 @@
 
 pub mod containers;
 pub mod error;
+pub mod events;
 pub mod images;
 pub mod state;

@@ -239,6 +239,13 @@ pub struct ContainerRecord {
     /// User labels (tags).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// How often its restart policy restarted it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Stop or Kill was asked for since it last started: its restart policy does not apply to
+    /// the exit that follows (kept here so that it holds across a daemon restart).
+    #[serde(default)]
+    pub stop_requested: bool,
 }
 
 /// The state database.

@@ -26,6 +26,8 @@ fn container(ns: &str, id: &str, container_name: &str) -> ContainerRecord {
         started: None,
         finished: None,
         labels: BTreeMap::from([("tier".into(), "web".into())]),
+        restart_count: 0,
+        stop_requested: false,
     }
 }
 

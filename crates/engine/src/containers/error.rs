@@ -144,6 +144,12 @@ pub enum ContainerError {
         /// The refused operation.
         action: &'static str,
     },
+    /// The container was deleted while a caller waited for it to exit.
+    #[error("container {id} was deleted before it exited")]
+    DeletedWhileWaiting {
+        /// The container id.
+        id: String,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("a background task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -163,7 +169,9 @@ impl Kind for ContainerError {
             | E::RelativeNetnsPath { .. }
             | E::ZeroLimit { .. }
             | E::LimitTooLarge { .. } => ErrorKind::InvalidArgument,
-            E::MountSourceNotFound { .. } | E::NetnsNotFound { .. } => ErrorKind::NotFound,
+            E::MountSourceNotFound { .. }
+            | E::NetnsNotFound { .. }
+            | E::DeletedWhileWaiting { .. } => ErrorKind::NotFound,
             E::RuntimeConfig { source, .. } => source.kind(),
             E::WrongState { .. } => ErrorKind::FailedPrecondition,
             E::Monitor { source, .. } => match source.kind() {

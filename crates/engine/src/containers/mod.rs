@@ -15,20 +15,30 @@
 //!
 //! Logs go to `<log root>/<ns>/<name>.log` in the CRI format, written by the monitor.
 //!
-//! Non-goals here: restart policies, exec/attach, re-adopting monitors after a daemon restart,
-//! networks beyond none/host/join (later increments).
+//! Supervision (the `supervise` module): a task per container waits on its monitor for every
+//! exit, records it without anybody asking, wakes the waiters, publishes `/containers/exit`
+//! and restarts the container when its restart policy says so. After a daemon restart,
+//! [`ContainerService::adopt`] picks every stored container up again: exits that happened
+//! meanwhile are read from the monitor (or from its exit record on disk) and restart policies
+//! apply to them.
+//!
+//! Events (`/containers/create|start|exit|delete|oom`) go to the image service's
+//! [`EventBus`], so that one bus carries the engine's events.
+//!
+//! Non-goals here: exec/attach, networks beyond none/host/join (later increments).
 
+mod cgroups;
 mod error;
 mod files;
 mod request;
+mod supervise;
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oci_spec::runtime::{RootBuilder, Spec};
@@ -44,10 +54,13 @@ pub use request::{
     apply_request, validate, CreateRequest, MountRequest, NetworkMode, Resources, RestartPolicy,
     SpecContext, CPU_PERIOD_MICROS, INIT_PATH,
 };
+pub use supervise::UNKNOWN_EXIT_CODE;
 
+use crate::events::{Event, EventBus, EventKind};
 use crate::images::ImageService;
 use crate::state::{ContainerRecord, Name, StateDb, StateError};
 use files::{io_error, is_mount_point, remove_file, remove_logs, remove_tree};
+use supervise::{Step, Supervisor};
 
 /// Status words kept in [`ContainerRecord::status`].
 pub mod status {
@@ -98,9 +111,15 @@ pub struct ContainerService {
     config: ContainerServiceConfig,
     images: Arc<ImageService>,
     state: Arc<StateDb>,
-    /// One lock per container (`<namespace>/<id>`): operations that change a container are
-    /// serialised, different containers proceed in parallel.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The per-container locks, exit watchers and restarts.
+    supervisor: Arc<Supervisor>,
+}
+
+impl Drop for ContainerService {
+    /// Ends the supervision tasks; the monitors and their containers carry on.
+    fn drop(&mut self) {
+        self.supervisor.abort_all();
+    }
 }
 
 /// The files of one container.
@@ -159,6 +178,59 @@ fn new_id() -> String {
         .collect()
 }
 
+/// The socket and the state directory of container `id`'s monitor.
+fn monitor_paths(
+    config: &ContainerServiceConfig,
+    namespace: &Name,
+    id: &str,
+) -> (PathBuf, PathBuf) {
+    let short: String = id.chars().take(32).collect();
+    (
+        config.root.join("sockets").join(format!("{short}.sock")),
+        config
+            .root
+            .join("monitors")
+            .join(namespace.as_str())
+            .join(id),
+    )
+}
+
+/// The files of container `id` named `name` in `namespace`.
+fn paths_of(config: &ContainerServiceConfig, namespace: &Name, id: &str, name: &Name) -> Paths {
+    let ns = namespace.as_str();
+    let bundle = config.root.join("bundles").join(ns).join(id);
+    let (socket, monitor_dir) = monitor_paths(config, namespace, id);
+    Paths {
+        rootfs: bundle.join("rootfs"),
+        bundle,
+        monitor_dir,
+        socket,
+        log: config
+            .log_root
+            .join(ns)
+            .join(format!("{}.log", name.as_str())),
+        snapshot_key: format!("{ns}-{id}"),
+    }
+}
+
+/// Runs `call` on a new connection to the monitor at `socket`, on the blocking pool.
+async fn call_monitor<T: Send + 'static>(
+    id: &str,
+    socket: &Path,
+    call: impl FnOnce(&mut Client) -> Result<T, ClientError> + Send + 'static,
+) -> Result<T, ContainerError> {
+    let socket = socket.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut client = Client::connect(&socket)?;
+        call(&mut client)
+    })
+    .await?
+    .map_err(|source| ContainerError::Monitor {
+        id: id.to_owned(),
+        source,
+    })
+}
+
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_nanos(time).to_string()
 }
@@ -178,7 +250,9 @@ fn sync_record(record: &mut ContainerRecord, monitor: &MonitorRecord) {
 }
 
 impl ContainerService {
-    /// A service keeping its files under `config.root` (created, and made absolute, here).
+    /// A service keeping its files under `config.root` (created, and made absolute, here). It
+    /// publishes on `images`' event bus. Call [`Self::adopt`] once, before serving, to supervise
+    /// the containers already in the state database.
     pub fn new(
         mut config: ContainerServiceConfig,
         images: Arc<ImageService>,
@@ -190,34 +264,47 @@ impl ContainerService {
         }
         config.root =
             std::fs::canonicalize(&config.root).map_err(io_error("open", &config.root))?;
+        let supervisor = Arc::new(Supervisor::new(
+            config.clone(),
+            state.clone(),
+            images.events().clone(),
+        ));
         Ok(Self {
             config,
             images,
             state,
-            locks: Mutex::new(HashMap::new()),
+            supervisor,
         })
     }
 
-    fn paths(&self, namespace: &Name, id: &str, name: &Name) -> Paths {
-        let ns = namespace.as_str();
-        let bundle = self.config.root.join("bundles").join(ns).join(id);
-        let short: String = id.chars().take(32).collect();
-        Paths {
-            rootfs: bundle.join("rootfs"),
-            bundle,
-            monitor_dir: self.config.root.join("monitors").join(ns).join(id),
-            socket: self
-                .config
-                .root
-                .join("sockets")
-                .join(format!("{short}.sock")),
-            log: self
-                .config
-                .log_root
-                .join(ns)
-                .join(format!("{}.log", name.as_str())),
-            snapshot_key: format!("{ns}-{id}"),
+    /// The bus this service publishes its events on.
+    pub fn events(&self) -> &EventBus {
+        &self.supervisor.events
+    }
+
+    /// Supervises every container of the state database again, as after a daemon restart:
+    /// created and running ones get an exit watcher (an exit that happened while nobody watched
+    /// is recorded at once, from the monitor or from its exit record on disk), and stopped ones
+    /// whose restart policy is due are restarted. Returns how many containers it found. Must run
+    /// inside a tokio runtime.
+    pub async fn adopt(&self) -> Result<usize, ContainerError> {
+        let mut found = 0;
+        for namespace in self.state.namespaces()? {
+            for record in self.state.containers(&namespace.name)? {
+                found += 1;
+                let step = Supervisor::step_for(&record);
+                tracing::debug!(container_id = %record.id, namespace = %record.namespace,
+                    status = %record.status, ?step, "adopting");
+                self.supervisor
+                    .supervise(&record.namespace, &record.id, step);
+            }
         }
+        tracing::info!(containers = found, "adopted the stored containers");
+        Ok(found)
+    }
+
+    fn paths(&self, namespace: &Name, id: &str, name: &Name) -> Paths {
+        paths_of(&self.config, namespace, id, name)
     }
 
     /// Creates a container in `namespace` (status `created`); on any failure nothing of it is
@@ -276,12 +363,26 @@ impl ContainerService {
             started: None,
             finished: None,
             labels: request.labels.clone(),
+            restart_count: 0,
+            stop_requested: false,
         };
         match self
             .build(&paths, &request, &image.config, record, &mut made)
             .await
         {
-            Ok(record) => Ok(record),
+            Ok(record) => {
+                self.supervisor
+                    .supervise(&record.namespace, &record.id, Step::Wait);
+                self.events().publish(Event::container(
+                    record.namespace.as_str(),
+                    &record.id,
+                    EventKind::ContainerCreated {
+                        name: record.name.to_string(),
+                        image: record.image.clone(),
+                    },
+                ));
+                Ok(record)
+            }
             Err(e) => {
                 if let Err(undo) = self.teardown(&id, &paths, &made).await {
                     tracing::warn!(container_id = %id, error = %undo, "cannot undo a failed create");
@@ -425,16 +526,7 @@ impl ContainerService {
         socket: &Path,
         call: impl FnOnce(&mut Client) -> Result<T, ClientError> + Send + 'static,
     ) -> Result<T, ContainerError> {
-        let socket = socket.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut client = Client::connect(&socket)?;
-            call(&mut client)
-        })
-        .await?
-        .map_err(|source| ContainerError::Monitor {
-            id: id.to_owned(),
-            source,
-        })
+        call_monitor(id, socket, call).await
     }
 
     /// Removes what `made` says exists, newest first; stops at the first failure so that a
@@ -487,6 +579,11 @@ impl ContainerService {
         if made.bundle && !is_mount_point(&paths.rootfs) {
             remove_tree(&paths.bundle)?;
         }
+        if let Some(namespace) = paths.bundle.parent().and_then(Path::file_name) {
+            self.supervisor
+                .cgroups
+                .remove_levels(&namespace.to_string_lossy(), id);
+        }
         Ok(())
     }
 
@@ -503,23 +600,23 @@ impl ContainerService {
 
     /// Waits for, and holds, the container's lock.
     async fn lock(&self, record: &ContainerRecord) -> tokio::sync::OwnedMutexGuard<()> {
-        let key = format!("{}/{}", record.namespace, record.id);
-        let lock = self
+        self.supervisor
             .locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_default()
-            .clone();
-        lock.lock_owned().await
+            .lock(&record.namespace, &record.id)
+            .await
     }
 
     fn forget_lock(&self, record: &ContainerRecord) {
-        let key = format!("{}/{}", record.namespace, record.id);
-        self.locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key);
+        self.supervisor.locks.forget(&record.namespace, &record.id);
+    }
+
+    /// Notes that Stop or Kill was asked for, so the exit that follows is not restarted.
+    fn request_stop(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        if !record.stop_requested {
+            self.state
+                .update_container(&record.namespace, &record.id, |r| r.stop_requested = true)?;
+        }
+        Ok(())
     }
 
     fn socket_of(&self, record: &ContainerRecord) -> PathBuf {
@@ -543,7 +640,12 @@ impl ContainerService {
             Ok(monitor) => monitor,
             Err(e) => {
                 tracing::warn!(container_id = %id, error = %e, "monitor not reachable");
-                return Ok(record);
+                // It may have gone after recording how the container ended.
+                let monitor_dir = self.paths(&record.namespace, &id, &record.name).monitor_dir;
+                match testudo_monitor_protocol::read_record(&monitor_dir, &id) {
+                    Ok(Some(monitor)) if monitor.exit.is_some() => monitor,
+                    _ => return Ok(record),
+                }
             }
         };
         let mut updated = record.clone();
@@ -580,7 +682,15 @@ impl ContainerService {
             client.start(&id).map(drop)
         })
         .await?;
-        self.refresh(record).await
+        let record = self.refresh(record).await?;
+        self.events().publish(Event::container(
+            record.namespace.as_str(),
+            &record.id,
+            EventKind::ContainerStarted {
+                pid: record.pid.unwrap_or(0),
+            },
+        ));
+        Ok(record)
     }
 
     /// Sends `signal` to the container's init.
@@ -594,6 +704,9 @@ impl ContainerService {
         let _guard = self.lock(&record).await;
         // Read again under the lock: a delete may have gone first.
         let record = self.state.container(&namespace, &record.id)?;
+        if record.status != status::CREATED {
+            self.request_stop(&record)?;
+        }
         let id = record.id.clone();
         let socket = self.socket_of(&record);
         self.monitor_call(&record.id, &socket, move |client| {
@@ -602,29 +715,27 @@ impl ContainerService {
         .await
     }
 
-    /// Waits for the container to exit; returns its exit code (128 + signal when killed).
+    /// Waits for the container to exit; returns its exit code (128 + signal when killed). A
+    /// stopped container returns its last exit at once; a created one is waited for through its
+    /// start and exit; a run that the restart policy restarts ends the wait with its exit. A
+    /// container deleted before it exits ends the wait with `NotFound`.
     pub async fn wait(&self, namespace: &str, container: &str) -> Result<i32, ContainerError> {
-        let (_, record) = self.lookup(namespace, container)?;
-        let record = self.wait_record(record).await?;
-        record.exit_code.ok_or_else(|| ContainerError::WrongState {
+        let (namespace, record) = self.lookup(namespace, container)?;
+        let gone = || ContainerError::DeletedWhileWaiting {
             id: record.id.clone(),
-            status: record.status.clone(),
-            action: "wait",
-        })
-    }
-
-    async fn wait_record(
-        &self,
-        record: ContainerRecord,
-    ) -> Result<ContainerRecord, ContainerError> {
-        if record.status == status::STOPPED {
-            return Ok(record);
+        };
+        let mut exits = self
+            .supervisor
+            .subscribe(&namespace, &record.id)
+            .ok_or_else(gone)?;
+        // Read again now that exits are received: one recorded before is in the record.
+        let now = self.state.container(&namespace, &record.id)?;
+        if now.status == status::STOPPED {
+            return Ok(now.exit_code.unwrap_or(UNKNOWN_EXIT_CODE));
         }
-        let id = record.id.clone();
-        let socket = self.socket_of(&record);
-        self.monitor_call(&record.id, &socket, move |client| client.wait(&id))
-            .await?;
-        self.refresh(record).await
+        exits.changed().await.map_err(|_| gone())?;
+        let exit = *exits.borrow();
+        exit.map(|e| e.code).ok_or_else(gone)
     }
 
     /// Sends `signal`, waits up to `timeout` for the container to exit, then kills it with
@@ -641,8 +752,12 @@ impl ContainerService {
         // Read again under the lock: a delete may have gone first.
         let record = self.state.container(&namespace, &record.id)?;
         let record = self.refresh(record).await?;
+        if record.status != status::CREATED {
+            // Also a stopped one: a restart it waits for is called off.
+            self.request_stop(&record)?;
+        }
         if record.status != status::RUNNING {
-            return Ok(record);
+            return Ok(self.state.container(&namespace, &record.id)?);
         }
         let id = record.id.clone();
         let socket = self.socket_of(&record);
@@ -708,6 +823,15 @@ impl ContainerService {
             .await?;
         self.state.remove_container(&namespace, &record.id)?;
         self.forget_lock(&record);
+        self.supervisor.forget(&namespace, &record.id);
+        self.events().publish(Event::container(
+            namespace.as_str(),
+            &record.id,
+            EventKind::ContainerDeleted {
+                name: record.name.to_string(),
+                image: record.image.clone(),
+            },
+        ));
         Ok(())
     }
 
