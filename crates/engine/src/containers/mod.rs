@@ -13,14 +13,17 @@
 //! - `sockets/<first 32 hex of id>.sock` is the monitor's socket: a path under the state
 //!   directory would pass the 108-byte limit of a unix socket address with a long namespace.
 //!
-//! Logs go to `<log root>/<ns>/<name>.log` in the CRI format, written by the monitor.
+//! Logs go to `<log root>/<ns>/<name>.log` in the CRI format, written by the monitor and read
+//! back by `logs.rs`; `stats.rs` samples a container's cgroup.
 //!
 //! Non-goals here: restart policies, exec/attach, re-adopting monitors after a daemon restart,
 //! networks beyond none/host/join (later increments).
 
 mod error;
 mod files;
+mod logs;
 mod request;
+mod stats;
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -40,10 +43,12 @@ use testudo_monitor_protocol::{
 use testudo_snapshot::{mount_all, unmount};
 
 pub use error::ContainerError;
+pub use logs::{parse_record, LogOptions, LogReceiver, LogRecord, LogStream};
 pub use request::{
     apply_request, validate, CreateRequest, MountRequest, NetworkMode, Resources, RestartPolicy,
     SpecContext, CPU_PERIOD_MICROS, INIT_PATH,
 };
+pub use stats::ContainerStats;
 
 use crate::images::ImageService;
 use crate::state::{ContainerRecord, Name, StateDb, StateError};
