@@ -1,10 +1,13 @@
-//! `testudoctl`, the command-line client of `testudod`: namespaces and images in this first
-//! increment. Human tables by default, `--json` for scripts; an error is one line,
-//! `testudoctl: <message>`, and exit status 1.
+//! `testudoctl`, the command-line client of `testudod`: namespaces, images and containers
+//! (`run`, `create`, `start`, `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`,
+//! with podman's flags). Human tables by default, `--json` for scripts; an error is one line,
+//! `testudoctl: <message>`, and exit status 1; `run` without `-d` exits with the container's
+//! status.
 //!
 //! Non-goals: any logic the daemon owns (validation, defaults beyond the namespace); this binary
 //! parses flags, calls `testudo-client` and prints.
 
+mod containers;
 mod output;
 
 use std::path::PathBuf;
@@ -41,6 +44,8 @@ enum Command {
     /// Images of the namespace
     #[command(subcommand)]
     Image(ImageCommand),
+    #[command(flatten)]
+    Container(containers::ContainerCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,7 +107,7 @@ enum ImageCommand {
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
-enum CtlError {
+pub(crate) enum CtlError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("cannot open {path:?}")]
@@ -119,9 +124,17 @@ enum CtlError {
     },
     #[error("the image config or manifest is not JSON")]
     Json(#[source] serde_json::Error),
+    #[error("invalid {flag} {value:?}: expected {expected}")]
+    Flag {
+        flag: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("--rm needs the foreground: it cannot be used with -d yet")]
+    DetachedRm,
 }
 
-fn print_json(value: &serde_json::Value) {
+pub(crate) fn print_json(value: &serde_json::Value) {
     // A Value always serialises.
     println!(
         "{}",
@@ -129,7 +142,7 @@ fn print_json(value: &serde_json::Value) {
     );
 }
 
-async fn run(cli: Cli) -> Result<(), CtlError> {
+async fn run(cli: Cli) -> Result<u8, CtlError> {
     let mut client = Client::connect(&cli.socket).await?;
     let ns = cli.namespace.as_str();
     match cli.command {
@@ -213,6 +226,9 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Image(ImageCommand::Export { reference, file }) => {
             export(&mut client, ns, &reference, &file).await?;
         }
+        Command::Container(command) => {
+            return containers::run(&mut client, ns, cli.json, command).await;
+        }
         Command::Image(ImageCommand::Prune) => {
             let pruned = client.prune_images(ns).await?;
             if cli.json {
@@ -229,7 +245,7 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
             }
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Writes the archive to a new `file`, removed again if the export fails.
@@ -281,7 +297,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("testudoctl: {}", chain(&e));
             ExitCode::FAILURE
