@@ -4,10 +4,10 @@
 //! which are being built. Inspect reports no image digest and no restart count yet: the engine's
 //! record holds neither.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use testudo_api::containers::v1::containers_service_server::ContainersService;
 use testudo_api::containers::v1::{
@@ -46,8 +46,29 @@ impl Containers {
         Containers { engine }
     }
 
-    fn service(&self) -> &engine::ContainerService {
-        &self.engine.containers
+    /// Runs `call` on the engine's container service on tokio's blocking pool, driven by a
+    /// `block_on` there: the service's async methods read the state database synchronously,
+    /// which must not hold up the async threads that serve every other call.
+    async fn offload<T, F, Fut>(&self, call: F) -> Result<T, CallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Engine>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, engine::ContainerError>>,
+    {
+        let engine = self.engine.clone();
+        let runtime = tokio::runtime::Handle::current();
+        Ok(tokio::task::spawn_blocking(move || runtime.block_on(call(engine))).await??)
+    }
+
+    /// The container, brought up to date with its monitor.
+    async fn inspect_record(
+        &self,
+        namespace: &str,
+        container: &str,
+    ) -> Result<ContainerRecord, CallError> {
+        let (ns, c) = (namespace.to_owned(), container.to_owned());
+        self.offload(move |e| async move { e.containers.inspect(&ns, &c).await })
+            .await
     }
 
     /// The container, which must be in one of `states` for `action`.
@@ -58,7 +79,7 @@ impl Containers {
         states: &[&str],
         action: &'static str,
     ) -> Result<ContainerRecord, CallError> {
-        let record = self.service().inspect(namespace, container).await?;
+        let record = self.inspect_record(namespace, container).await?;
         if !states.contains(&record.status.as_str()) {
             return Err(CallError::WrongState {
                 container: container.to_owned(),
@@ -136,17 +157,24 @@ impl ContainersService for Containers {
     async fn run(&self, request: Request<RunRequest>) -> Result<Response<RunResponse>, Status> {
         let RunRequest { namespace, config } = request.into_inner();
         let request = create_request(config).map_err(CallError::from)?;
+        let ns = namespace.clone();
         let created = self
-            .service()
-            .create(&namespace, request)
-            .await
-            .map_err(CallError::from)?;
-        if let Err(e) = self.service().start(&namespace, &created.id).await {
+            .offload(move |e| async move { e.containers.create(&ns, request).await })
+            .await?;
+        let (ns, id) = (namespace.clone(), created.id.clone());
+        let started = self
+            .offload(move |e| async move { e.containers.start(&ns, &id).await })
+            .await;
+        if let Err(e) = started {
             // Nothing of a failed run is left behind.
-            if let Err(undo) = self.service().delete(&namespace, &created.id, true).await {
+            let (ns, id) = (namespace.clone(), created.id.clone());
+            let undone = self
+                .offload(move |e| async move { e.containers.delete(&ns, &id, true).await })
+                .await;
+            if let Err(undo) = undone {
                 tracing::warn!(container_id = %created.id, error = %undo, "cannot undo a failed run");
             }
-            return Err(CallError::from(e).into());
+            return Err(e.into());
         }
         tracing::info!(namespace, container_id = %created.id, name = %created.name, "container running");
         Ok(Response::new(RunResponse { id: created.id }))
@@ -158,11 +186,10 @@ impl ContainersService for Containers {
     ) -> Result<Response<CreateResponse>, Status> {
         let CreateRequest { namespace, config } = request.into_inner();
         let request = create_request(config).map_err(CallError::from)?;
+        let ns = namespace.clone();
         let created = self
-            .service()
-            .create(&namespace, request)
-            .await
-            .map_err(CallError::from)?;
+            .offload(move |e| async move { e.containers.create(&ns, request).await })
+            .await?;
         tracing::info!(namespace, container_id = %created.id, name = %created.name, "container created");
         Ok(Response::new(CreateResponse { id: created.id }))
     }
@@ -176,11 +203,10 @@ impl ContainersService for Containers {
             container,
         } = request.into_inner();
         let container = container_ref(&container).map_err(CallError::from)?;
+        let (ns, c) = (namespace.clone(), container.to_owned());
         let started = self
-            .service()
-            .start(&namespace, container)
-            .await
-            .map_err(CallError::from)?;
+            .offload(move |e| async move { e.containers.start(&ns, &c).await })
+            .await?;
         tracing::info!(namespace, container_id = %started.id, "container started");
         Ok(Response::new(StartResponse {}))
     }
@@ -210,11 +236,10 @@ impl ContainersService for Containers {
             false => SIGTERM,
         };
         let number = signal(&signal_name, default).map_err(CallError::from)?;
+        let (ns, id) = (namespace.clone(), record.id.clone());
         let stopped = self
-            .service()
-            .stop(&namespace, &record.id, number, timeout)
-            .await
-            .map_err(CallError::from)?;
+            .offload(move |e| async move { e.containers.stop(&ns, &id, number, timeout).await })
+            .await?;
         tracing::info!(namespace, container_id = %stopped.id, "container stopped");
         Ok(Response::new(StopResponse {
             exit_code: stopped.exit_code.unwrap_or_default(),
@@ -232,10 +257,9 @@ impl ContainersService for Containers {
         let record = self
             .expect_state(&namespace, container, &[status::RUNNING], "kill")
             .await?;
-        self.service()
-            .kill(&namespace, &record.id, number)
-            .await
-            .map_err(CallError::from)?;
+        let (ns, id) = (namespace.clone(), record.id.clone());
+        self.offload(move |e| async move { e.containers.kill(&ns, &id, number).await })
+            .await?;
         tracing::info!(namespace, container_id = %record.id, signal = number, "container signalled");
         Ok(Response::new(KillResponse {}))
     }
@@ -250,10 +274,9 @@ impl ContainersService for Containers {
             force,
         } = request.into_inner();
         let container = container_ref(&container).map_err(CallError::from)?;
-        self.service()
-            .delete(&namespace, container, force)
-            .await
-            .map_err(CallError::from)?;
+        let (ns, c) = (namespace.clone(), container.to_owned());
+        self.offload(move |e| async move { e.containers.delete(&ns, &c, force).await })
+            .await?;
         tracing::info!(namespace, container, force, "container deleted");
         Ok(Response::new(DeleteResponse {}))
     }
@@ -267,11 +290,7 @@ impl ContainersService for Containers {
             container: name,
         } = request.into_inner();
         let name = container_ref(&name).map_err(CallError::from)?;
-        let record = self
-            .service()
-            .inspect(&namespace, name)
-            .await
-            .map_err(CallError::from)?;
+        let record = self.inspect_record(&namespace, name).await?;
         Ok(Response::new(InspectResponse {
             container: Some(container(record)?),
         }))
@@ -303,11 +322,15 @@ impl ContainersService for Containers {
         };
         let mut containers = Vec::new();
         for namespace in namespaces {
-            let records = match self.service().list(&namespace).await {
+            let ns = namespace.clone();
+            let listed = self
+                .offload(move |e| async move { e.containers.list(&ns).await })
+                .await;
+            let records = match listed {
                 Ok(records) => records,
                 // Deleted since it was listed: it holds nothing now.
-                Err(e) if all && namespace_gone(&e) => continue,
-                Err(e) => return Err(CallError::from(e).into()),
+                Err(CallError::Container(e)) if all && namespace_gone(&e) => continue,
+                Err(e) => return Err(e.into()),
             };
             for record in records {
                 let matches_tags = tags.iter().all(|(k, v)| record.labels.get(k) == Some(v));
@@ -330,16 +353,11 @@ impl ContainersService for Containers {
             container,
         } = request.into_inner();
         let container = container_ref(&container).map_err(CallError::from)?;
+        let (ns, c) = (namespace.clone(), container.to_owned());
         let exit_code = self
-            .service()
-            .wait(&namespace, container)
-            .await
-            .map_err(CallError::from)?;
-        let record = self
-            .service()
-            .inspect(&namespace, container)
-            .await
-            .map_err(CallError::from)?;
+            .offload(move |e| async move { e.containers.wait(&ns, &c).await })
+            .await?;
+        let record = self.inspect_record(&namespace, container).await?;
         Ok(Response::new(WaitResponse {
             exit_code,
             finished_at: record.finished.as_deref().and_then(timestamp),
@@ -367,11 +385,10 @@ impl ContainersService for Containers {
             since,
             tail,
         };
+        let (ns, c) = (namespace.clone(), container.to_owned());
         let records = self
-            .service()
-            .logs(&namespace, container, options)
-            .await
-            .map_err(CallError::from)?;
+            .offload(move |e| async move { e.containers.logs(&ns, &c, options).await })
+            .await?;
         let stream = ReceiverStream::new(records).map(|record| match record {
             Ok(record) => Ok(LogsResponse {
                 time: Some(record.time.into()),
@@ -415,11 +432,10 @@ impl ContainersService for Containers {
             container,
         } = request.into_inner();
         let container = container_ref(&container).map_err(CallError::from)?;
+        let (ns, c) = (namespace.clone(), container.to_owned());
         let stats = self
-            .service()
-            .stats(&namespace, container)
-            .await
-            .map_err(CallError::from)?;
+            .offload(move |e| async move { e.containers.stats(&ns, &c).await })
+            .await?;
         Ok(Response::new(StatsResponse {
             time: Some(stats.time.into()),
             cpu: Some(CpuStats {

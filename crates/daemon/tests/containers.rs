@@ -423,7 +423,7 @@ async fn bad_requests_get_the_right_status_and_leave_nothing() {
     use testudo_api::containers::v1::containers_service_client::ContainersServiceClient;
     use testudo_api::containers::v1::{
         exec_request, ContainerConfig, CreateRequest, ExecRequest, ExecStart, InspectRequest,
-        KillRequest, ListRequest, Mount, StartRequest,
+        KillRequest, ListRequest, Mount, StartRequest, StopRequest,
     };
     use tonic::Code;
 
@@ -559,6 +559,21 @@ async fn bad_requests_get_the_right_status_and_leave_nothing() {
                 namespace: "default".to_owned(),
                 container: first.clone(),
                 signal: String::new(),
+            })
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        refused.0,
+        Code::FailedPrecondition,
+        "a created container: {refused:?}"
+    );
+    let refused = code(
+        client
+            .stop(StopRequest {
+                namespace: "default".to_owned(),
+                container: first.clone(),
+                ..StopRequest::default()
             })
             .await
             .unwrap_err(),
