@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds the testudo runtime, makes an OCI bundle from busybox-static in a temporary directory,
-# and runs one container in the foreground, as root. Everything it creates is removed on exit.
+# The main job end to end, as root: builds testudo (scripts/build.sh), testudod and testudoctl,
+# starts testudod on a temporary root and socket, builds a busybox image as an OCI layout tar from
+# busybox-static (tar, sha256sum and python3; no network), imports it, and runs a container that
+# prints from inside with `testudoctl run --rm`. The daemon and everything it made are removed on
+# exit, however the script ends.
 #
 # Usage: bash scripts/demo.sh
-#   RUNTIME=/path/to/runtime   use that runtime instead of building target/release/testudo
-#                              (any runc-compatible CLI: RUNTIME=runc checks the bundle part)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,63 +15,106 @@ if [[ "$(id -u)" -ne 0 ]]; then
     echo "demo.sh: must run as root (containers need namespaces, mounts and cgroups)" >&2
     exit 1
 fi
-
-if [[ -z "${RUNTIME:-}" ]]; then
-    echo "==> building the runtime: scripts/build.sh"
-    RUNTIME="$(bash "$REPO/scripts/build.sh")"
-fi
-if ! command -v "$RUNTIME" >/dev/null; then
-    echo "demo.sh: runtime '$RUNTIME' not found" >&2
-    exit 1
-fi
 BUSYBOX=/bin/busybox
 if [[ ! -x "$BUSYBOX" ]] || ldd "$BUSYBOX" >/dev/null 2>&1; then
     echo "demo.sh: $BUSYBOX must be a static busybox (run: bash scripts/setup.sh)" >&2
     exit 1
 fi
 
+echo "==> building the runtime (scripts/build.sh), testudod and testudoctl"
+TESTUDO="$(bash "$REPO/scripts/build.sh")"
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+# The dev profile: the daemon and client are not on a container's start-up path.
+(cd "$REPO" && cargo build -q -p testudo-daemon -p testudo-ctl)
+TESTUDOD="$TARGET_DIR/debug/testudod"
+TESTUDOCTL="$TARGET_DIR/debug/testudoctl"
+
 WORK="$(mktemp -d /tmp/testudo-demo.XXXXXX)"
-BUNDLE="$WORK/bundle"
-STATE="$WORK/state"
-ID="demo-$$"
+SOCKET="$WORK/run/testudod.sock"
+CGROUP_PARENT="/testudo-demo-$$"
+DAEMON_PID=""
 
 cleanup() {
-    # A container left behind by an interrupted run still holds a cgroup and a state entry.
-    if [[ -d "$STATE/$ID" ]]; then
-        "$RUNTIME" --root "$STATE" delete --force "$ID" >/dev/null 2>&1 || true
+    if [[ -n "$DAEMON_PID" ]]; then
+        # Containers outlive the daemon by design: remove them before stopping it.
+        "$TESTUDOCTL" --socket "$SOCKET" rm -f demo >/dev/null 2>&1 || true
+        kill -TERM "$DAEMON_PID" 2>/dev/null || true
+        wait "$DAEMON_PID" 2>/dev/null || true
     fi
+    for hierarchy in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+        find "$hierarchy${CGROUP_PARENT#/}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-echo "==> root filesystem: busybox-static in $BUNDLE/rootfs"
-mkdir -p "$BUNDLE/rootfs"/{bin,proc,sys,dev,tmp,etc} "$STATE"
-cp "$BUSYBOX" "$BUNDLE/rootfs/bin/busybox"
-for applet in $("$BUSYBOX" --list); do
-    [[ -e "$BUNDLE/rootfs/bin/$applet" ]] || ln -s busybox "$BUNDLE/rootfs/bin/$applet"
+echo "==> testudod --root $WORK/root --socket $SOCKET"
+"$TESTUDOD" --root "$WORK/root" --socket "$SOCKET" --testudo-binary "$TESTUDO" \
+    --log-root "$WORK/logs" --cgroup-parent "$CGROUP_PARENT" 2>"$WORK/testudod.log" &
+DAEMON_PID=$!
+ctl() { "$TESTUDOCTL" --socket "$SOCKET" "$@"; }
+for _ in $(seq 200); do
+    ctl ns ls >/dev/null 2>&1 && break
+    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$WORK/testudod.log" >&2; exit 1; }
+    sleep 0.05
 done
 
-echo "==> config.json: $RUNTIME spec, edited with jq"
-(cd "$BUNDLE" && "$RUNTIME" spec)
-if [[ ! -s "$BUNDLE/config.json" ]]; then
-    echo "demo.sh: '$RUNTIME spec' wrote no config.json" >&2
-    exit 1
-fi
-# Without CAP_SYS_RESOURCE no runtime can raise a hard rlimit above the current one.
-HARD_NOFILE="$(ulimit -Hn)"
-[[ "$HARD_NOFILE" == unlimited ]] && HARD_NOFILE=null
-jq --argjson hard "$HARD_NOFILE" '
-    .process.args = ["/bin/sh", "-c", "echo hello from testudo; cat /proc/self/cgroup | head -3; hostname"]
-    | .process.terminal = false
-    | .hostname = "testudo-demo"
-    | .process.rlimits = [(.process.rlimits // [])[]
-        | if $hard != null and .type == "RLIMIT_NOFILE" and .hard > $hard
-          then .hard = $hard | .soft = ([.soft, $hard] | min) else . end]
-' "$BUNDLE/config.json" >"$BUNDLE/config.json.new"
-mv "$BUNDLE/config.json.new" "$BUNDLE/config.json"
+echo "==> image: busybox-static as an OCI layout tar"
+ROOTFS="$WORK/rootfs"
+mkdir -p "$ROOTFS"/{bin,etc,proc,sys,dev,tmp}
+cp "$BUSYBOX" "$ROOTFS/bin/busybox"
+for applet in $("$BUSYBOX" --list); do
+    [[ -e "$ROOTFS/bin/$applet" ]] || ln -s busybox "$ROOTFS/bin/$applet"
+done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$ROOTFS/etc/passwd"
+echo 'root:x:0:' >"$ROOTFS/etc/group"
+echo "a file in the image" >"$ROOTFS/etc/motd"
+LAYOUT="$WORK/layout"
+mkdir -p "$LAYOUT/blobs/sha256"
+tar -C "$ROOTFS" --numeric-owner --owner=0 --group=0 -cf "$WORK/layer.tar" .
+python3 - "$LAYOUT" "$WORK/layer.tar" <<'EOF'
+import hashlib, json, os, shutil, sys
+layout, layer = sys.argv[1], sys.argv[2]
+def blob(data):
+    digest = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(layout, "blobs/sha256", digest), "wb") as f:
+        f.write(data)
+    return {"digest": "sha256:" + digest, "size": len(data)}
+layer_bytes = open(layer, "rb").read()
+layer_ref = blob(layer_bytes)
+config = {
+    "architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine),
+    "os": "linux",
+    "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+    "rootfs": {"type": "layers", "diff_ids": [layer_ref["digest"]]},
+}
+config_ref = blob(json.dumps(config).encode())
+manifest = {
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_ref},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer_ref}],
+}
+manifest_ref = blob(json.dumps(manifest).encode())
+index = {
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.index.v1+json",
+    "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest_ref,
+        "annotations": {"org.opencontainers.image.ref.name": "v1"},
+    }],
+}
+json.dump(index, open(os.path.join(layout, "index.json"), "w"))
+json.dump({"imageLayoutVersion": "1.0.0"}, open(os.path.join(layout, "oci-layout"), "w"))
+EOF
+tar -C "$LAYOUT" -cf "$WORK/busybox.tar" .
+(cd "$LAYOUT/blobs/sha256" && for f in *; do echo "$f  $f"; done | sha256sum --check --quiet)
+ctl image import "$WORK/busybox.tar" --name demo.local/busybox
 
-echo "==> $RUNTIME --root $STATE run --bundle $BUNDLE $ID"
+echo "==> testudoctl run --rm --name demo demo.local/busybox:v1 sh -c ..."
 status=0
-(cd "$BUNDLE" && "$RUNTIME" --root "$STATE" run --bundle "$BUNDLE" "$ID" </dev/null) || status=$?
-echo "==> container $ID exited with status $status"
+ctl run --rm --name demo -e GREETING="hello from testudo" demo.local/busybox:v1 \
+    sh -c 'echo "$GREETING"; echo "hostname: $(hostname)"; echo "id: $(id)"; cat /etc/motd' \
+    || status=$?
+echo "==> the container exited with status $status"
 exit "$status"

@@ -3,12 +3,20 @@
 //!
 //! Non-goals: presentation (tables, JSON: `testudoctl` does that), retries, and TCP with mutual
 //! TLS (later, beside the daemon's TCP listener). The messages are `testudo-api`'s, re-exported
-//! as [`namespaces`], [`images`] and [`events`], so callers need no other crate for them.
+//! as [`namespaces`], [`images`], [`containers`] and [`events`], so callers need no other crate
+//! for them.
 
 use std::path::{Path, PathBuf};
 
 use futures_util::stream::{self, StreamExt};
 use hyper_util::rt::TokioIo;
+use testudo_api::containers::v1::containers_service_client::ContainersServiceClient;
+use testudo_api::containers::v1::{
+    Container, ContainerConfig, ContainerState, CreateRequest as CreateContainerRequest,
+    DeleteRequest as DeleteContainerRequest, InspectRequest as InspectContainerRequest,
+    KillRequest, ListRequest as ListContainersRequest, LogsRequest, LogsResponse, RunRequest,
+    StartRequest, StatsRequest, StatsResponse, StopRequest, WaitRequest, WaitResponse,
+};
 use testudo_api::events::v1::events_service_client::EventsServiceClient;
 use testudo_api::events::v1::{Event, SubscribeRequest, SubscribeResponse};
 use testudo_api::images::v1::images_service_client::ImagesServiceClient;
@@ -24,6 +32,7 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
 
+pub use testudo_api::containers::v1 as containers;
 pub use testudo_api::events::v1 as events;
 pub use testudo_api::images::v1 as images;
 pub use testudo_api::namespaces::v1 as namespaces;
@@ -98,6 +107,7 @@ impl From<tonic::Status> for ClientError {
 pub struct Client {
     namespaces: NamespacesServiceClient<Channel>,
     images: ImagesServiceClient<Channel>,
+    containers: ContainersServiceClient<Channel>,
     events: EventsServiceClient<Channel>,
 }
 
@@ -141,6 +151,7 @@ impl Client {
         Ok(Client {
             namespaces: NamespacesServiceClient::new(channel.clone()),
             images: ImagesServiceClient::new(channel.clone()),
+            containers: ContainersServiceClient::new(channel.clone()),
             events: EventsServiceClient::new(channel),
         })
     }
@@ -357,5 +368,194 @@ impl Client {
             out.write_all(&response.chunk).await.map_err(write_error)?;
         }
         out.flush().await.map_err(write_error)
+    }
+
+    /// Creates a container in `namespace` and starts it; returns its id.
+    pub async fn run_container(
+        &mut self,
+        namespace: &str,
+        config: ContainerConfig,
+    ) -> Result<String, ClientError> {
+        let request = RunRequest {
+            namespace: namespace.to_owned(),
+            config: Some(config),
+        };
+        Ok(self.containers.run(request).await?.into_inner().id)
+    }
+
+    /// Creates a container in `namespace` without starting it; returns its id.
+    pub async fn create_container(
+        &mut self,
+        namespace: &str,
+        config: ContainerConfig,
+    ) -> Result<String, ClientError> {
+        let request = CreateContainerRequest {
+            namespace: namespace.to_owned(),
+            config: Some(config),
+        };
+        Ok(self.containers.create(request).await?.into_inner().id)
+    }
+
+    /// Starts container `container` (an id or a name) of `namespace`.
+    pub async fn start_container(
+        &mut self,
+        namespace: &str,
+        container: &str,
+    ) -> Result<(), ClientError> {
+        self.containers
+            .start(StartRequest {
+                namespace: namespace.to_owned(),
+                container: container.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Stops a container: `signal` (empty: its stop signal), then SIGKILL after `timeout`
+    /// (`None`: the daemon's default); returns its exit code.
+    pub async fn stop_container(
+        &mut self,
+        namespace: &str,
+        container: &str,
+        signal: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<i32, ClientError> {
+        let timeout = timeout.map(|t| prost_types::Duration {
+            seconds: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(t.subsec_nanos()).unwrap_or(0),
+        });
+        let response = self
+            .containers
+            .stop(StopRequest {
+                namespace: namespace.to_owned(),
+                container: container.to_owned(),
+                signal: signal.to_owned(),
+                timeout,
+            })
+            .await?;
+        Ok(response.into_inner().exit_code)
+    }
+
+    /// Sends `signal` (empty: SIGKILL) to a container.
+    pub async fn kill_container(
+        &mut self,
+        namespace: &str,
+        container: &str,
+        signal: &str,
+    ) -> Result<(), ClientError> {
+        self.containers
+            .kill(KillRequest {
+                namespace: namespace.to_owned(),
+                container: container.to_owned(),
+                signal: signal.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a container; `force` kills a running one first.
+    pub async fn delete_container(
+        &mut self,
+        namespace: &str,
+        container: &str,
+        force: bool,
+    ) -> Result<(), ClientError> {
+        self.containers
+            .delete(DeleteContainerRequest {
+                namespace: namespace.to_owned(),
+                container: container.to_owned(),
+                force,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Describes a container.
+    pub async fn inspect_container(
+        &mut self,
+        namespace: &str,
+        container: &str,
+    ) -> Result<Container, ClientError> {
+        self.containers
+            .inspect(InspectContainerRequest {
+                namespace: namespace.to_owned(),
+                container: container.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .container
+            .ok_or(ClientError::MissingField { field: "container" })
+    }
+
+    /// The containers of `namespace` (empty: of every namespace) in one of `states` (empty:
+    /// any), by namespace and name.
+    pub async fn list_containers(
+        &mut self,
+        namespace: &str,
+        states: &[ContainerState],
+    ) -> Result<Vec<Container>, ClientError> {
+        Ok(self
+            .containers
+            .list(ListContainersRequest {
+                namespace: namespace.to_owned(),
+                tags: Default::default(),
+                states: states.iter().map(|&s| s.into()).collect(),
+            })
+            .await?
+            .into_inner()
+            .containers)
+    }
+
+    /// Waits until a container has stopped; how it ended.
+    pub async fn wait_container(
+        &mut self,
+        namespace: &str,
+        container: &str,
+    ) -> Result<WaitResponse, ClientError> {
+        Ok(self
+            .containers
+            .wait(WaitRequest {
+                namespace: namespace.to_owned(),
+                container: container.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// The stream of a container's log records, as `request` asks.
+    pub async fn container_logs(
+        &mut self,
+        request: LogsRequest,
+    ) -> Result<LogRecords, ClientError> {
+        Ok(LogRecords(
+            self.containers.logs(request).await?.into_inner(),
+        ))
+    }
+
+    /// One sample of a container's resource usage.
+    pub async fn container_stats(
+        &mut self,
+        namespace: &str,
+        container: &str,
+    ) -> Result<StatsResponse, ClientError> {
+        Ok(self
+            .containers
+            .stats(StatsRequest {
+                namespace: namespace.to_owned(),
+                container: container.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+}
+
+/// A container's log records as the daemon streams them.
+#[derive(Debug)]
+pub struct LogRecords(tonic::Streaming<LogsResponse>);
+
+impl LogRecords {
+    /// The next record; `None` once the stream has ended.
+    pub async fn next(&mut self) -> Result<Option<LogsResponse>, ClientError> {
+        Ok(self.0.message().await?)
     }
 }

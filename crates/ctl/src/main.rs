@@ -1,10 +1,13 @@
-//! `testudoctl`, the command-line client of `testudod`: namespaces, images and `events` (a
-//! stream, one line per event) in this first increment. Human tables by default, `--json` for scripts; an error is one line,
-//! `testudoctl: <message>`, and exit status 1.
+//! `testudoctl`, the command-line client of `testudod`: namespaces, images, containers
+//! (`run`, `create`, `start`, `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`,
+//! with podman's flags) and `events` (a stream, one line per event). Human tables by default,
+//! `--json` for scripts; an error is one line, `testudoctl: <message>`, and exit status 1; `run`
+//! without `-d` exits with the container's status.
 //!
 //! Non-goals: any logic the daemon owns (validation, defaults beyond the namespace); this binary
 //! parses flags, calls `testudo-client` and prints.
 
+mod containers;
 mod events;
 mod output;
 
@@ -44,6 +47,8 @@ enum Command {
     Image(ImageCommand),
     /// Follow the daemon's events (every namespace unless --only-namespace)
     Events(events::EventsArgs),
+    #[command(flatten)]
+    Container(containers::ContainerCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,7 +110,7 @@ enum ImageCommand {
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
-enum CtlError {
+pub(crate) enum CtlError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("cannot open {path:?}")]
@@ -122,9 +127,17 @@ enum CtlError {
     },
     #[error("the image config or manifest is not JSON")]
     Json(#[source] serde_json::Error),
+    #[error("invalid {flag} {value:?}: expected {expected}")]
+    Flag {
+        flag: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("--rm needs the foreground: it cannot be used with -d yet")]
+    DetachedRm,
 }
 
-fn print_json(value: &serde_json::Value) {
+pub(crate) fn print_json(value: &serde_json::Value) {
     // A Value always serialises.
     println!(
         "{}",
@@ -132,7 +145,7 @@ fn print_json(value: &serde_json::Value) {
     );
 }
 
-async fn run(cli: Cli) -> Result<(), CtlError> {
+async fn run(cli: Cli) -> Result<u8, CtlError> {
     let mut client = Client::connect(&cli.socket).await?;
     let ns = cli.namespace.as_str();
     match cli.command {
@@ -217,6 +230,9 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
             export(&mut client, ns, &reference, &file).await?;
         }
         Command::Events(args) => events::follow(&mut client, ns, args, cli.json).await?,
+        Command::Container(command) => {
+            return containers::run(&mut client, ns, cli.json, command).await;
+        }
         Command::Image(ImageCommand::Prune) => {
             let pruned = client.prune_images(ns).await?;
             if cli.json {
@@ -233,7 +249,7 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
             }
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Writes the archive to a new `file`, removed again if the export fails.
@@ -285,7 +301,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("testudoctl: {}", chain(&e));
             ExitCode::FAILURE

@@ -36,7 +36,7 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// An API time in RFC 3339 (UTC, seconds); empty when absent or out of range.
-fn time<T>(timestamp: Option<T>) -> String
+pub(crate) fn time<T>(timestamp: Option<T>) -> String
 where
     SystemTime: TryFrom<T>,
 {

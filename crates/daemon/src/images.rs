@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::namespaces::timestamp;
 use crate::request::{ImageReference, NamespaceName, RequestError, MAX_CHUNK};
-use crate::status::{hide_path, CallError};
+use crate::status::{blocking, hide_path, CallError};
 use crate::Engine;
 
 /// The largest manifest Inspect returns; the engine refuses larger ones at pull time anyway.
@@ -36,10 +36,15 @@ impl Images {
 
     /// The request's namespace, which must be well formed and exist.
     fn namespace(&self, name: &str) -> Result<NamespaceName, CallError> {
-        let name = NamespaceName::parse(name)?;
-        self.engine.state.namespace(name.name())?;
-        Ok(name)
+        existing_namespace(&self.engine, name)
     }
+}
+
+/// `name`, which must be a well formed namespace that exists.
+fn existing_namespace(engine: &Engine, name: &str) -> Result<NamespaceName, CallError> {
+    let name = NamespaceName::parse(name)?;
+    engine.state.namespace(name.name())?;
+    Ok(name)
 }
 
 fn image(info: &ImageInfo) -> Image {
@@ -91,8 +96,13 @@ impl ImagesService for Images {
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
-        self.namespace(&request.into_inner().namespace)?;
-        let infos = self.engine.images.list().map_err(CallError::from)?;
+        let name = request.into_inner().namespace;
+        let engine = self.engine.clone();
+        let infos = blocking(move || {
+            existing_namespace(&engine, &name)?;
+            Ok(engine.images.list()?)
+        })
+        .await?;
         Ok(Response::new(ListResponse {
             images: infos.iter().map(image).collect(),
         }))
@@ -106,20 +116,21 @@ impl ImagesService for Images {
             namespace,
             reference,
         } = request.into_inner();
-        self.namespace(&namespace)?;
-        let reference = ImageReference::parse(&reference).map_err(CallError::from)?;
-        let images = &self.engine.images;
-        let resolved = images
-            .resolve(reference.as_str())
-            .map_err(CallError::from)?;
-        let manifest = images
-            .store()
-            .read_blob(&resolved.manifest_digest, MAX_MANIFEST)
-            .map_err(|e| CallError::from(ImageError::from(e)))?;
-        let config = serde_json::to_vec(&resolved.config).map_err(CallError::Encode)?;
-        let info = images
-            .inspect(reference.as_str())
-            .map_err(CallError::from)?;
+        let engine = self.engine.clone();
+        let (info, manifest, config) = blocking(move || {
+            existing_namespace(&engine, &namespace)?;
+            let reference = ImageReference::parse(&reference)?;
+            let images = &engine.images;
+            let resolved = images.resolve(reference.as_str())?;
+            let manifest = images
+                .store()
+                .read_blob(&resolved.manifest_digest, MAX_MANIFEST)
+                .map_err(ImageError::from)?;
+            let config = serde_json::to_vec(&resolved.config).map_err(CallError::Encode)?;
+            let info = images.inspect(reference.as_str())?;
+            Ok((info, manifest, config))
+        })
+        .await?;
         Ok(Response::new(InspectResponse {
             image: Some(image(&info)),
             manifest,
@@ -135,12 +146,14 @@ impl ImagesService for Images {
             namespace,
             reference,
         } = request.into_inner();
-        let namespace = self.namespace(&namespace)?;
-        let reference = ImageReference::parse(&reference).map_err(CallError::from)?;
-        self.engine
-            .images
-            .remove(reference.as_str())
-            .map_err(CallError::from)?;
+        let engine = self.engine.clone();
+        let (namespace, reference) = blocking(move || {
+            let namespace = existing_namespace(&engine, &namespace)?;
+            let reference = ImageReference::parse(&reference)?;
+            engine.images.remove(reference.as_str())?;
+            Ok((namespace, reference))
+        })
+        .await?;
         tracing::info!(namespace = %namespace.name(), image = reference.as_str(), "image deleted");
         Ok(Response::new(DeleteResponse {}))
     }
@@ -253,8 +266,13 @@ impl ImagesService for Images {
         &self,
         request: Request<PruneRequest>,
     ) -> Result<Response<PruneResponse>, Status> {
-        self.namespace(&request.into_inner().namespace)?;
-        let summary = self.engine.images.prune().map_err(CallError::from)?;
+        let name = request.into_inner().namespace;
+        let engine = self.engine.clone();
+        let summary = blocking(move || {
+            existing_namespace(&engine, &name)?;
+            Ok(engine.images.prune()?)
+        })
+        .await?;
         tracing::info!(
             blobs = summary.blobs,
             snapshots = summary.snapshots,

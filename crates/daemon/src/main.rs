@@ -1,9 +1,11 @@
 //! `testudod`, the node daemon: serves the gRPC API (`proto/testudo/`, `docs/api.md`) on a unix
-//! socket and maps each call onto the engine. This first increment serves namespaces, images and
-//! events (`events.rs`: the engine's event bus, namespace events published by `namespaces.rs`).
+//! socket and maps each call onto the engine: namespaces, images, containers (Exec and Attach
+//! answer `Unimplemented` until the monitor serves them) and events (`events.rs`: the engine's
+//! event bus, namespace events published by `namespaces.rs`).
 //!
 //! Non-goals: any logic of its own beyond validating requests, mapping errors to statuses and
-//! owning the socket; containers, monitors and TCP with mutual TLS come in later increments.
+//! owning the socket; containers run in monitor processes that the engine starts (`testudo
+//! monitor`, from `--testudo-binary`), never in the daemon; TCP with mutual TLS comes later.
 //!
 //! Design decisions:
 //! - Images are one global set of references for now: the engine's image service keeps one
@@ -13,8 +15,10 @@
 //! - A pull runs in its own task: a client that goes away does not cancel it half-way.
 //! - Import and export spool the archive in a temporary file under `<root>/tmp`, which the
 //!   engine's layout code reads and writes; the file is gone when the call ends.
+//! - Calls that block on the state database or the image store run on tokio's blocking pool.
 //! - Logs go to standard error through `tracing-subscriber`'s fmt layer, at `--log-level`.
 
+mod containers;
 mod events;
 mod images;
 mod namespaces;
@@ -27,9 +31,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use testudo_api::containers::v1::containers_service_server::ContainersServiceServer;
 use testudo_api::events::v1::events_service_server::EventsServiceServer;
 use testudo_api::images::v1::images_service_server::ImagesServiceServer;
 use testudo_api::namespaces::v1::namespaces_service_server::NamespacesServiceServer;
+use testudo_engine::containers::{ContainerError, ContainerService, ContainerServiceConfig};
 use testudo_engine::error::chain;
 use testudo_engine::images::{
     ImageError, ImageService, ImageServiceConfig, Platform, RegistryOptions, SnapshotterChoice,
@@ -59,6 +65,32 @@ struct Config {
     /// The most verbose level logged: error, warn, info, debug or trace
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
+    /// The testudo runtime binary, run as each container's monitor [default: `testudo` beside
+    /// testudod, else on $PATH]
+    #[arg(long, value_name = "PATH")]
+    testudo_binary: Option<PathBuf>,
+    /// Where containers' logs go, as <namespace>/<name>.log
+    #[arg(long, default_value = ContainerServiceConfig::DEFAULT_LOG_ROOT)]
+    log_root: PathBuf,
+    /// The cgroup under which containers' cgroups go, as <namespace>/<id>
+    #[arg(long, default_value = ContainerServiceConfig::DEFAULT_CGROUP_PARENT)]
+    cgroup_parent: PathBuf,
+}
+
+/// The `testudo` binary beside this executable if there is one, else the first on `$PATH`.
+fn default_testudo_binary() -> Result<PathBuf, DaemonError> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("testudo")))
+        .filter(|path| path.is_file());
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("testudo"))
+                .find(|path| path.is_file())
+        })
+    };
+    beside.or_else(on_path).ok_or(DaemonError::NoTestudo)
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -74,6 +106,10 @@ enum DaemonError {
     State(#[source] StateError),
     #[error("cannot open the image store")]
     Images(#[source] ImageError),
+    #[error("cannot set up the container service")]
+    Containers(#[source] ContainerError),
+    #[error("no testudo binary beside testudod or on $PATH; give one with --testudo-binary")]
+    NoTestudo,
     #[error(transparent)]
     Socket(#[from] SocketError),
     #[error("cannot listen for signals")]
@@ -85,8 +121,9 @@ enum DaemonError {
 /// What every service shares.
 #[derive(Debug)]
 struct Engine {
-    state: StateDb,
-    images: ImageService,
+    state: Arc<StateDb>,
+    images: Arc<ImageService>,
+    containers: ContainerService,
     /// Where import and export spool their archives.
     spool: PathBuf,
 }
@@ -95,7 +132,8 @@ impl Engine {
     /// Opens the state database first: its lock keeps a second daemon on the same root out
     /// before anything of the first one's is touched (such as the spool, emptied next).
     fn open(config: &Config) -> Result<Engine, DaemonError> {
-        let state = StateDb::open(&config.root.join("state.redb")).map_err(DaemonError::State)?;
+        let state =
+            Arc::new(StateDb::open(&config.root.join("state.redb")).map_err(DaemonError::State)?);
         let spool = config.root.join("tmp");
         // Leftovers of a crash are removed with the directory; a missing one is fine.
         let _ = std::fs::remove_dir_all(&spool);
@@ -113,9 +151,21 @@ impl Engine {
             platform: Platform::host(),
         })
         .map_err(DaemonError::Images)?;
+        let images = Arc::new(images);
+        let testudo_binary = match &config.testudo_binary {
+            Some(path) => path.clone(),
+            None => default_testudo_binary()?,
+        };
+        let mut containers_config =
+            ContainerServiceConfig::new(config.root.join("containers"), testudo_binary);
+        containers_config.log_root = config.log_root.clone();
+        containers_config.cgroup_parent = config.cgroup_parent.clone();
+        let containers = ContainerService::new(containers_config, images.clone(), state.clone())
+            .map_err(DaemonError::Containers)?;
         Ok(Engine {
             state,
             images,
+            containers,
             spool,
         })
     }
@@ -143,6 +193,14 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let (listener, guard) = SocketGuard::bind(&config.socket)?;
     let engine = Arc::new(Engine::open(&config)?);
     engine.ensure_default_namespace()?;
+    // Before serving: containers of an earlier daemon get their watchers back, and exits that
+    // happened while no daemon ran are recorded (and restart policies applied to them).
+    let adopted = engine
+        .containers
+        .adopt()
+        .await
+        .map_err(DaemonError::Containers)?;
+    tracing::info!(containers = adopted, "containers adopted");
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
@@ -153,7 +211,12 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         .add_service(EventsServiceServer::new(events::Events::new(
             engine.clone(),
         )))
-        .add_service(ImagesServiceServer::new(images::Images::new(engine)))
+        .add_service(ImagesServiceServer::new(images::Images::new(
+            engine.clone(),
+        )))
+        .add_service(ContainersServiceServer::new(containers::Containers::new(
+            engine,
+        )))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             tokio::select! {
                 _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),

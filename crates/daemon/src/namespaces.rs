@@ -12,7 +12,7 @@ use testudo_engine::state::NamespaceRecord;
 use tonic::{Request, Response, Status};
 
 use crate::request::NamespaceName;
-use crate::status::CallError;
+use crate::status::{blocking, CallError};
 use crate::Engine;
 
 /// The namespaces service.
@@ -50,11 +50,13 @@ impl NamespacesService for Namespaces {
     ) -> Result<Response<CreateResponse>, Status> {
         let CreateRequest { name, tags } = request.into_inner();
         let name = NamespaceName::parse(&name).map_err(CallError::from)?;
-        let record = self
-            .engine
-            .state
-            .create_namespace(name.name(), tags.into_iter().collect())
-            .map_err(CallError::from)?;
+        let engine = self.engine.clone();
+        let record = blocking(move || {
+            Ok(engine
+                .state
+                .create_namespace(name.name(), tags.into_iter().collect())?)
+        })
+        .await?;
         tracing::info!(namespace = %record.name, "namespace created");
         self.engine.images.events().publish(Event::new(
             record.name.as_str(),
@@ -66,7 +68,8 @@ impl NamespacesService for Namespaces {
     }
 
     async fn list(&self, _: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
-        let records = self.engine.state.namespaces().map_err(CallError::from)?;
+        let engine = self.engine.clone();
+        let records = blocking(move || Ok(engine.state.namespaces()?)).await?;
         Ok(Response::new(ListResponse {
             namespaces: records.into_iter().map(namespace).collect(),
         }))
@@ -80,10 +83,9 @@ impl NamespacesService for Namespaces {
         let name = NamespaceName::parse(&name).map_err(CallError::from)?;
         // Image references are global in this increment (see the crate docs): only containers
         // hold a namespace back.
-        self.engine
-            .state
-            .delete_namespace(name.name(), force)
-            .map_err(CallError::from)?;
+        let engine = self.engine.clone();
+        let deleted = name.clone();
+        blocking(move || Ok(engine.state.delete_namespace(deleted.name(), force)?)).await?;
         tracing::info!(namespace = %name.name(), force, "namespace deleted");
         self.engine.images.events().publish(Event::new(
             name.name().as_str(),
@@ -108,6 +110,10 @@ mod tests {
             socket: root.join("unused.sock"),
             insecure_registries: Vec::new(),
             log_level: tracing::Level::INFO,
+            // Only namespaces are served here: no monitor is ever started.
+            testudo_binary: Some(root.join("no-testudo")),
+            log_root: root.join("logs"),
+            cgroup_parent: "/testudo-unit".into(),
         };
         Arc::new(Engine::open(&config).unwrap())
     }

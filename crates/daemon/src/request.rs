@@ -1,5 +1,9 @@
-//! Requests become validated values here, before the engine sees them.
+//! Requests become validated values here, before the engine sees them: namespace names, image
+//! references, container names and signals, and a container's configuration mapped onto the
+//! engine's `CreateRequest` (and back, for Inspect).
 
+use testudo_api::containers::v1;
+use testudo_engine::containers as engine;
 use testudo_engine::images::canonical_name;
 use testudo_engine::state::Name;
 
@@ -26,6 +30,35 @@ pub(crate) enum RequestError {
     NoReferences,
     #[error("event topic prefix {prefix:?} does not start with /")]
     TopicPrefix { prefix: String },
+    #[error("a container needs a configuration")]
+    NoConfig,
+    #[error("no image given")]
+    NoImage,
+    #[error("invalid container name {name:?}: {reason}")]
+    ContainerName { name: String, reason: String },
+    #[error("no container given")]
+    NoContainer,
+    #[error("mount target {target:?} is not an absolute path")]
+    RelativeMountTarget { target: String },
+    #[error("working directory {path:?} is not an absolute path")]
+    RelativeWorkingDir { path: String },
+    #[error("network namespace path {path:?} is not an absolute path")]
+    RelativeNetnsPath { path: String },
+    #[error("the network has no mode")]
+    NoNetworkMode,
+    #[error("{what} limit must be at least {min}")]
+    LimitTooSmall {
+        what: &'static str,
+        min: &'static str,
+    },
+    #[error("invalid signal {signal:?}")]
+    Signal { signal: String },
+    #[error("invalid stop timeout")]
+    Timeout,
+    #[error("invalid time in `since`")]
+    Since,
+    #[error("invalid container state {state} in the filter")]
+    State { state: i32 },
 }
 
 /// The largest bytes chunk of a stream (`docs/api.md`).
@@ -86,6 +119,265 @@ impl ImageReference {
     }
 }
 
+/// A container's name as the API allows it: the engine's name rule, and not the shape of an id
+/// (64 hexadecimal digits), so that a name and an id never collide.
+pub(crate) fn container_name(name: &str) -> Result<String, RequestError> {
+    let bad = |reason: String| RequestError::ContainerName {
+        name: name.to_owned(),
+        reason,
+    };
+    if is_id(name) {
+        return Err(bad("it has the shape of a container id".to_owned()));
+    }
+    match Name::parse("container", name) {
+        Ok(name) => Ok(name.to_string()),
+        Err(testudo_engine::state::StateError::InvalidName { reason, .. }) => {
+            Err(bad(reason.to_owned()))
+        }
+        Err(other) => Err(bad(other.to_string())),
+    }
+}
+
+/// Whether `s` has the shape of a container id: 64 lowercase hexadecimal digits.
+fn is_id(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A container named in a request, by id or name: not empty.
+pub(crate) fn container_ref(container: &str) -> Result<&str, RequestError> {
+    if container.is_empty() {
+        return Err(RequestError::NoContainer);
+    }
+    Ok(container)
+}
+
+/// Linux's standard signals by name, without the `SIG` prefix.
+const SIGNALS: [(&str, i32); 31] = [
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("SEGV", 11),
+    ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
+    ("TERM", 15),
+    ("STKFLT", 16),
+    ("CHLD", 17),
+    ("CONT", 18),
+    ("STOP", 19),
+    ("TSTP", 20),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
+    ("WINCH", 28),
+    ("IO", 29),
+    ("PWR", 30),
+    ("SYS", 31),
+];
+
+/// The highest signal number (the last real-time signal).
+const MAX_SIGNAL: i32 = 64;
+
+/// A signal given as a name (`SIGTERM`, `TERM`, any case) or a number (1 to 64); `default`
+/// when empty.
+pub(crate) fn signal(text: &str, default: i32) -> Result<i32, RequestError> {
+    if text.is_empty() {
+        return Ok(default);
+    }
+    let bad = || RequestError::Signal {
+        signal: text.to_owned(),
+    };
+    if let Ok(number) = text.parse::<i32>() {
+        return if (1..=MAX_SIGNAL).contains(&number) {
+            Ok(number)
+        } else {
+            Err(bad())
+        };
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, number)| number)
+        .ok_or_else(bad)
+}
+
+/// The engine's request for a container from the API's configuration, validated.
+pub(crate) fn create_request(
+    config: Option<v1::ContainerConfig>,
+) -> Result<engine::CreateRequest, RequestError> {
+    let config = config.ok_or(RequestError::NoConfig)?;
+    if config.image.is_empty() {
+        return Err(RequestError::NoImage);
+    }
+    let image = ImageReference::parse(&config.image)?;
+    let name = Some(config.name.as_str())
+        .filter(|n| !n.is_empty())
+        .map(container_name)
+        .transpose()?;
+    let working_dir = Some(config.working_dir).filter(|d| !d.is_empty());
+    if let Some(dir) = working_dir.as_deref().filter(|d| !d.starts_with('/')) {
+        return Err(RequestError::RelativeWorkingDir {
+            path: dir.to_owned(),
+        });
+    }
+    let mounts = config
+        .mounts
+        .into_iter()
+        .map(|m| {
+            if !m.target.starts_with('/') {
+                return Err(RequestError::RelativeMountTarget { target: m.target });
+            }
+            Ok(engine::MountRequest {
+                source: m.source,
+                target: m.target,
+                fstype: if m.r#type.is_empty() {
+                    "bind".to_owned()
+                } else {
+                    m.r#type
+                },
+                options: m.options,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(engine::CreateRequest {
+        name,
+        image: image.as_str().to_owned(),
+        env: config.env,
+        entrypoint: config.entrypoint.map(|c| c.args),
+        cmd: config.cmd.map(|c| c.args),
+        working_dir,
+        user: Some(config.user).filter(|u| !u.is_empty()),
+        labels: config.tags.into_iter().collect(),
+        mounts,
+        network: network(config.network)?,
+        resources: resources(config.resources)?,
+        init: config.init,
+        tty: config.tty,
+        stdin: config.stdin,
+        restart: restart(config.restart_policy),
+    })
+}
+
+fn network(network: Option<v1::Network>) -> Result<engine::NetworkMode, RequestError> {
+    use v1::network::Mode;
+    let Some(network) = network else {
+        return Ok(engine::NetworkMode::None);
+    };
+    match network.mode {
+        None => Err(RequestError::NoNetworkMode),
+        Some(Mode::None(_)) => Ok(engine::NetworkMode::None),
+        Some(Mode::Host(_)) => Ok(engine::NetworkMode::Host),
+        Some(Mode::Join(join)) if join.path.starts_with('/') => {
+            Ok(engine::NetworkMode::Join(join.path.into()))
+        }
+        Some(Mode::Join(join)) => Err(RequestError::RelativeNetnsPath { path: join.path }),
+    }
+}
+
+fn resources(resources: Option<v1::Resources>) -> Result<engine::Resources, RequestError> {
+    let Some(r) = resources else {
+        return Ok(engine::Resources::default());
+    };
+    let small = |what, min| RequestError::LimitTooSmall { what, min };
+    if r.cpu_millicores == Some(0) {
+        return Err(small("cpu", "1 millicore"));
+    }
+    if r.memory_bytes.is_some_and(|m| m < 1 << 20) {
+        return Err(small("memory", "1 MiB"));
+    }
+    if r.pids == Some(0) {
+        return Err(small("pids", "1"));
+    }
+    Ok(engine::Resources {
+        cpu_millicores: r.cpu_millicores.map(u64::from),
+        memory_bytes: r.memory_bytes,
+        pids: r.pids.map(u64::from),
+    })
+}
+
+fn restart(policy: Option<v1::RestartPolicy>) -> engine::RestartPolicy {
+    use v1::restart_policy::Policy;
+    match policy.and_then(|p| p.policy) {
+        None | Some(Policy::No(_)) => engine::RestartPolicy::No,
+        Some(Policy::OnFailure(f)) => engine::RestartPolicy::OnFailure {
+            max_retries: f.max_retries,
+        },
+        Some(Policy::Always(_)) => engine::RestartPolicy::Always,
+    }
+}
+
+/// The API's configuration of a container from the engine's request it was created with.
+pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1::ContainerConfig {
+    use v1::network::Mode;
+    use v1::restart_policy::Policy;
+    let network = match request.network {
+        engine::NetworkMode::None => Mode::None(v1::NoNetwork {}),
+        engine::NetworkMode::Host => Mode::Host(v1::HostNetwork {}),
+        engine::NetworkMode::Join(path) => Mode::Join(v1::JoinNetwork {
+            path: path.to_string_lossy().into_owned(),
+        }),
+    };
+    let policy = match request.restart {
+        engine::RestartPolicy::No => Policy::No(v1::restart_policy::No {}),
+        engine::RestartPolicy::OnFailure { max_retries } => {
+            Policy::OnFailure(v1::restart_policy::OnFailure { max_retries })
+        }
+        engine::RestartPolicy::Always => Policy::Always(v1::restart_policy::Always {}),
+    };
+    let limits = request.resources;
+    v1::ContainerConfig {
+        name: name.to_owned(),
+        image: request.image,
+        tags: request.labels.into_iter().collect(),
+        env: request.env,
+        entrypoint: request.entrypoint.map(|args| v1::Command { args }),
+        cmd: request.cmd.map(|args| v1::Command { args }),
+        working_dir: request.working_dir.unwrap_or_default(),
+        user: request.user.unwrap_or_default(),
+        mounts: request
+            .mounts
+            .into_iter()
+            .map(|m| v1::Mount {
+                source: m.source,
+                target: m.target,
+                r#type: m.fstype,
+                options: m.options,
+            })
+            .collect(),
+        network: Some(v1::Network {
+            mode: Some(network),
+        }),
+        resources: Some(v1::Resources {
+            cpu_millicores: limits
+                .cpu_millicores
+                .map(|c| u32::try_from(c).unwrap_or(u32::MAX)),
+            memory_bytes: limits.memory_bytes,
+            pids: limits.pids.map(|p| u32::try_from(p).unwrap_or(u32::MAX)),
+        }),
+        restart_policy: Some(v1::RestartPolicy {
+            policy: Some(policy),
+        }),
+        init: request.init,
+        tty: request.tty,
+        stdin: request.stdin,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -112,5 +404,117 @@ mod tests {
         assert!(error
             .to_string()
             .starts_with("invalid image reference \"Bad Ref!\""));
+    }
+
+    fn config() -> v1::ContainerConfig {
+        v1::ContainerConfig {
+            image: "busybox".to_owned(),
+            ..v1::ContainerConfig::default()
+        }
+    }
+
+    #[test]
+    fn signals_are_names_with_or_without_sig_or_numbers() {
+        assert_eq!(signal("", 15).unwrap(), 15);
+        assert_eq!(signal("SIGTERM", 9).unwrap(), 15);
+        assert_eq!(signal("kill", 15).unwrap(), 9);
+        assert_eq!(signal("usr1", 15).unwrap(), 10);
+        assert_eq!(signal("34", 15).unwrap(), 34);
+        for bad in ["SIGNOPE", "0", "65", "-9", "TERM "] {
+            assert_eq!(
+                signal(bad, 15).unwrap_err().to_string(),
+                format!("invalid signal {bad:?}")
+            );
+        }
+    }
+
+    #[test]
+    fn a_configuration_maps_onto_the_engine_request_and_back() {
+        let mut c = config();
+        c.name = "web".to_owned();
+        c.cmd = Some(v1::Command {
+            args: vec!["sh".to_owned()],
+        });
+        c.entrypoint = Some(v1::Command { args: Vec::new() });
+        c.mounts.push(v1::Mount {
+            source: "/srv".to_owned(),
+            target: "/data".to_owned(),
+            r#type: String::new(),
+            options: vec!["ro".to_owned()],
+        });
+        c.resources = Some(v1::Resources {
+            cpu_millicores: Some(500),
+            memory_bytes: Some(64 << 20),
+            pids: Some(8),
+        });
+        c.restart_policy = Some(v1::RestartPolicy {
+            policy: Some(v1::restart_policy::Policy::OnFailure(
+                v1::restart_policy::OnFailure { max_retries: 3 },
+            )),
+        });
+        c.stdin = true;
+        let request = create_request(Some(c)).unwrap();
+        assert_eq!(request.name.as_deref(), Some("web"));
+        assert_eq!(request.image, "docker.io/library/busybox:latest");
+        assert_eq!(request.entrypoint, Some(Vec::new()));
+        assert_eq!(request.mounts[0].fstype, "bind");
+        assert_eq!(request.resources.cpu_millicores, Some(500));
+        assert_eq!(
+            request.restart,
+            engine::RestartPolicy::OnFailure { max_retries: 3 }
+        );
+        assert!(request.stdin);
+        let back = container_config("web", request);
+        assert_eq!(back.cmd.unwrap().args, ["sh"]);
+        assert_eq!(back.resources.unwrap().pids, Some(8));
+        assert_eq!(back.mounts[0].options, ["ro"]);
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_what_is_wrong() {
+        let refused = |edit: fn(&mut v1::ContainerConfig)| {
+            let mut c = config();
+            edit(&mut c);
+            create_request(Some(c)).unwrap_err().to_string()
+        };
+        assert_eq!(refused(|c| c.image.clear()), "no image given");
+        assert!(refused(|c| c.image = "Bad Ref!".to_owned()).starts_with("invalid image reference"));
+        assert!(
+            refused(|c| c.name = "a/b".to_owned()).starts_with("invalid container name \"a/b\"")
+        );
+        assert_eq!(
+            refused(|c| c.name = "ab".repeat(32)),
+            format!(
+                "invalid container name {:?}: it has the shape of a container id",
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(
+            refused(|c| c.mounts.push(v1::Mount {
+                source: "/srv".to_owned(),
+                target: "data".to_owned(),
+                ..v1::Mount::default()
+            })),
+            "mount target \"data\" is not an absolute path"
+        );
+        assert_eq!(
+            refused(|c| c.network = Some(v1::Network { mode: None })),
+            "the network has no mode"
+        );
+        assert_eq!(
+            refused(|c| c.resources = Some(v1::Resources {
+                memory_bytes: Some(1000),
+                ..v1::Resources::default()
+            })),
+            "memory limit must be at least 1 MiB"
+        );
+        assert_eq!(
+            refused(|c| c.working_dir = "tmp".to_owned()),
+            "working directory \"tmp\" is not an absolute path"
+        );
+        assert_eq!(
+            create_request(None).unwrap_err().to_string(),
+            "a container needs a configuration"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Every error a call can end with, and its one mapping to a gRPC status.
 
+use testudo_engine::containers::ContainerError;
 use testudo_engine::error::{ErrorKind, Kind};
 use testudo_engine::images::ImageError;
 use testudo_engine::state::StateError;
@@ -20,6 +21,22 @@ pub(crate) enum CallError {
     Spool(#[source] std::io::Error),
     #[error("cannot encode the image config")]
     Encode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error("container {container:?} is {state}, cannot {action}")]
+    WrongState {
+        container: String,
+        state: String,
+        action: &'static str,
+    },
+    #[error("the stored configuration of container {container:?} does not parse")]
+    StoredConfig {
+        container: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("a background task failed")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl Kind for CallError {
@@ -28,7 +45,12 @@ impl Kind for CallError {
             CallError::Request(_) => ErrorKind::InvalidArgument,
             CallError::State(e) => e.kind(),
             CallError::Image(e) => e.kind(),
-            CallError::Spool(_) | CallError::Encode(_) => ErrorKind::Internal,
+            CallError::Container(e) => e.kind(),
+            CallError::WrongState { .. } => ErrorKind::FailedPrecondition,
+            CallError::Spool(_)
+            | CallError::Encode(_)
+            | CallError::StoredConfig { .. }
+            | CallError::Task(_) => ErrorKind::Internal,
         }
     }
 }
@@ -60,6 +82,16 @@ impl From<CallError> for Status {
             Status::new(code(kind), chain)
         }
     }
+}
+
+/// Runs `call`, which reads or writes the state database or the image store, on tokio's
+/// blocking pool: those block on file I/O and locks.
+pub(crate) async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, CallError> + Send + 'static,
+) -> Result<T, Status> {
+    Ok(tokio::task::spawn_blocking(call)
+        .await
+        .map_err(CallError::Task)??)
 }
 
 /// `status` with every mention of the daemon's own file `path` replaced by `name`: the spool

@@ -6,7 +6,6 @@
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
@@ -245,21 +244,6 @@ fn an_imported_layout_tar_exports_and_imports_back_and_a_bad_one_changes_nothing
     );
     assert_eq!(names(&daemon.json(&["image", "ls"])), [name]);
     assert!(daemon.spooled().is_empty());
-}
-
-/// A raw gRPC channel to the daemon, to see the status codes that testudoctl only prints.
-async fn channel(socket: PathBuf) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_static("http://testudod.invalid")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

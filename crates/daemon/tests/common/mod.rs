@@ -57,6 +57,11 @@ impl Daemon {
         self.dir.path().join("root")
     }
 
+    /// Where the daemon writes containers' logs.
+    pub(crate) fn log_root(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+
     pub(crate) fn socket(&self) -> PathBuf {
         self.dir.path().join("run/testudod.sock")
     }
@@ -141,12 +146,23 @@ pub(crate) fn log_file(dir: &Path) -> std::fs::File {
         .unwrap()
 }
 
+/// Containers' cgroups go under this parent (as `<namespace>/<id>`), which the leak checker of
+/// `testudo-test-support` watches.
+pub(crate) const CGROUP_PARENT: &str = "/testudo-test";
+
+/// Starts `testudod` on `dir` with the runtime of `TESTUDO_BIN` (or the target directory's), logs
+/// under `<dir>/logs` and cgroups under [`CGROUP_PARENT`].
 pub(crate) fn spawn_daemon(dir: &Path, insecure: &[String]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_testudod"));
     cmd.arg("--root")
         .arg(dir.join("root"))
         .arg("--socket")
         .arg(dir.join("run/testudod.sock"))
+        .arg("--testudo-binary")
+        .arg(testudo_test_support::testudo_binary())
+        .arg("--log-root")
+        .arg(dir.join("logs"))
+        .args(["--cgroup-parent", CGROUP_PARENT])
         .args(["--log-level", "debug"])
         .stdout(Stdio::null())
         // A file, not a pipe nobody drains: a full pipe would block the daemon.
@@ -164,4 +180,19 @@ pub(crate) fn names(listed: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|n| n["name"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// A raw gRPC channel to the daemon, to see the status codes that testudoctl only prints.
+pub(crate) async fn channel(socket: PathBuf) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_static("http://testudod.invalid")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let socket = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(socket).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap()
 }

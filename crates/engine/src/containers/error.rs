@@ -153,6 +153,15 @@ pub enum ContainerError {
     /// A blocking task panicked or was cancelled.
     #[error("a background task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The container's cgroup could not be read.
+    #[error("container {id}: cannot read its cgroup")]
+    Stats {
+        /// The container id.
+        id: String,
+        /// The cause.
+        #[source]
+        source: testudo_cgroups::CgroupError,
+    },
 }
 
 // Every variant is named, with no wildcard arm, so that a new one must be given a kind here.
@@ -188,7 +197,8 @@ impl Kind for ContainerError {
             | E::MonitorSpawn { .. }
             | E::MonitorStart { .. }
             | E::MonitorStuck { .. }
-            | E::Task(_) => ErrorKind::Internal,
+            | E::Task(_)
+            | E::Stats { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -13,7 +13,8 @@
 //! - `sockets/<first 32 hex of id>.sock` is the monitor's socket: a path under the state
 //!   directory would pass the 108-byte limit of a unix socket address with a long namespace.
 //!
-//! Logs go to `<log root>/<ns>/<name>.log` in the CRI format, written by the monitor.
+//! Logs go to `<log root>/<ns>/<name>.log` in the CRI format, written by the monitor and read
+//! back by `logs.rs`; `stats.rs` samples a container's cgroup.
 //!
 //! Supervision (the `supervise` module): a task per container waits on its monitor for every
 //! exit, records it without anybody asking, wakes the waiters, publishes `/containers/exit`
@@ -30,7 +31,9 @@
 mod cgroups;
 mod error;
 mod files;
+mod logs;
 mod request;
+mod stats;
 mod supervise;
 
 use std::collections::hash_map::RandomState;
@@ -50,10 +53,12 @@ use testudo_monitor_protocol::{
 use testudo_snapshot::{mount_all, unmount};
 
 pub use error::ContainerError;
+pub use logs::{parse_record, LogOptions, LogReceiver, LogRecord, LogStream};
 pub use request::{
     apply_request, validate, CreateRequest, MountRequest, NetworkMode, Resources, RestartPolicy,
     SpecContext, CPU_PERIOD_MICROS, INIT_PATH,
 };
+pub use stats::ContainerStats;
 pub use supervise::UNKNOWN_EXIT_CODE;
 
 use crate::events::{Event, EventBus, EventKind};
