@@ -1,10 +1,14 @@
 //! `testudoctl`, the command-line client of `testudod`: namespaces and images in this first
-//! increment. Human tables by default, `--json` for scripts; an error is one line,
-//! `testudoctl: <message>`, and exit status 1.
+//! increment, over the unix socket or `-H host:port` with mutual TLS (`connect.rs`), and
+//! `certs`, which writes a development CA and certificates for that (`certs.rs`). Human tables
+//! by default, `--json` for scripts; an error is one line, `testudoctl: <message>`, and exit
+//! status 1.
 //!
 //! Non-goals: any logic the daemon owns (validation, defaults beyond the namespace); this binary
 //! parses flags, calls `testudo-client` and prints.
 
+mod certs;
+mod connect;
 mod output;
 
 use std::path::PathBuf;
@@ -12,7 +16,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use testudo_client::{Client, ClientError, DEFAULT_SOCKET};
+use testudo_client::{Client, ClientError};
+
+use crate::certs::{CertsArgs, CertsError};
+use crate::connect::{Connection, ConnectionError};
 
 use crate::output::{image_json, image_rows, namespace_json, namespace_rows, table};
 
@@ -20,9 +27,8 @@ use crate::output::{image_json, image_rows, namespace_json, namespace_rows, tabl
 #[derive(Debug, Parser)]
 #[command(name = "testudoctl", version)]
 struct Cli {
-    /// The daemon's unix socket
-    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    #[command(flatten)]
+    connection: Connection,
     /// The namespace to work in
     #[arg(short = 'n', long, global = true, default_value = "default")]
     namespace: String,
@@ -41,6 +47,8 @@ enum Command {
     /// Images of the namespace
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Write a development CA, a server and a client certificate for TCP with mutual TLS
+    Certs(CertsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +113,10 @@ enum ImageCommand {
 enum CtlError {
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Certs(#[from] CertsError),
     #[error("cannot open {path:?}")]
     Open {
         path: PathBuf,
@@ -130,7 +142,18 @@ fn print_json(value: &serde_json::Value) {
 }
 
 async fn run(cli: Cli) -> Result<(), CtlError> {
-    let mut client = Client::connect(&cli.socket).await?;
+    if let Command::Certs(args) = &cli.command {
+        let written = certs::write(args)?;
+        if cli.json {
+            print_json(&json!(written));
+        } else {
+            written
+                .iter()
+                .for_each(|path| println!("{}", path.display()));
+        }
+        return Ok(());
+    }
+    let mut client = cli.connection.connect().await?;
     let ns = cli.namespace.as_str();
     match cli.command {
         Command::Ns(NsCommand::Create { name }) => {
@@ -153,6 +176,8 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
             }
         }
         Command::Ns(NsCommand::Rm { name, force }) => client.delete_namespace(&name, force).await?,
+        // Written above, without a connection.
+        Command::Certs(_) => {}
         Command::Image(ImageCommand::Pull { reference }) => {
             let image = client.pull_image(ns, &reference, |_| {}).await?;
             if cli.json {

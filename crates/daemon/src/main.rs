@@ -1,8 +1,9 @@
 //! `testudod`, the node daemon: serves the gRPC API (`proto/testudo/`, `docs/api.md`) on a unix
-//! socket and maps each call onto the engine. This first increment serves namespaces and images.
+//! socket, and with `--listen-tcp` also on TCP with mutual TLS (`tcp.rs`), and maps each call
+//! onto the engine. This first increment serves namespaces and images.
 //!
 //! Non-goals: any logic of its own beyond validating requests, mapping errors to statuses and
-//! owning the socket; containers, monitors and TCP with mutual TLS come in later increments.
+//! owning the listeners; containers and monitors come in later increments.
 //!
 //! Design decisions:
 //! - Images are one global set of references for now: the engine's image service keeps one
@@ -19,6 +20,7 @@ mod namespaces;
 mod request;
 mod socket;
 mod status;
+mod tcp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +38,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::socket::{SocketError, SocketGuard};
+use crate::tcp::{TcpConfig, TcpError};
 
 /// The namespace every daemon has: `testudoctl` uses it unless told otherwise.
 const DEFAULT_NAMESPACE: &str = "default";
@@ -50,6 +53,8 @@ struct Config {
     /// The unix socket to serve the API on
     #[arg(long, default_value = "/run/testudo/testudod.sock")]
     socket: PathBuf,
+    #[command(flatten)]
+    tcp: TcpConfig,
     /// A registry (HOST:PORT) reached over plain HTTP; repeatable
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure_registries: Vec<String>,
@@ -73,10 +78,14 @@ enum DaemonError {
     Images(#[source] ImageError),
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[error(transparent)]
+    Tcp(#[from] TcpError),
     #[error("cannot listen for signals")]
     Signals(#[source] std::io::Error),
     #[error("the server failed")]
     Serve(#[source] tonic::transport::Error),
+    #[error("the TCP server task failed")]
+    TcpTask(#[from] tokio::task::JoinError),
 }
 
 /// What every service shares.
@@ -138,25 +147,45 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     })?;
     // The socket first: a daemon already serving it is refused before this one opens anything.
     let (listener, guard) = SocketGuard::bind(&config.socket)?;
+    let tcp = config.tcp.listen().await?;
     let engine = Arc::new(Engine::open(&config)?);
     engine.ensure_default_namespace()?;
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(NamespacesServiceServer::new(namespaces::Namespaces::new(
             engine.clone(),
         )))
-        .add_service(ImagesServiceServer::new(images::Images::new(engine)))
+        .add_service(ImagesServiceServer::new(images::Images::new(engine)));
+    // The unix server's shutdown also stops the TCP one (a dropped sender counts as a stop).
+    let (stop, mut stopping) = tokio::sync::watch::channel(());
+    let tcp_served = tcp.map(|(address, incoming)| {
+        tracing::info!(%address, "serving on TCP with mutual TLS");
+        let stopped = async move {
+            let _ = stopping.changed().await;
+        };
+        tokio::spawn(
+            router
+                .clone()
+                .serve_with_incoming_shutdown(incoming, stopped),
+        )
+    });
+    let served = router
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             tokio::select! {
                 _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
                 _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
             }
+            let _ = stop.send(());
         })
         .await;
     drop(guard);
-    served.map_err(DaemonError::Serve)
+    served.map_err(DaemonError::Serve)?;
+    if let Some(tcp_served) = tcp_served {
+        tcp_served.await?.map_err(DaemonError::Serve)?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

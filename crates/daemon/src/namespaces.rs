@@ -97,6 +97,7 @@ mod tests {
         let config = crate::Config {
             root: root.to_owned(),
             socket: root.join("unused.sock"),
+            tcp: Default::default(),
             insecure_registries: Vec::new(),
             log_level: tracing::Level::INFO,
         };
