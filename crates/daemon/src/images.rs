@@ -1,5 +1,6 @@
-//! `testudo.images.v1.ImagesService` over the engine's image service. References are global in
-//! this increment (see the crate docs); each call still checks that its namespace exists.
+//! `testudo.images.v1.ImagesService` over the engine's image service. Image references belong
+//! to the request's namespace, which must exist; content is shared, so Prune (which only frees
+//! what no namespace references) is the same call whichever namespace asks.
 
 use std::sync::Arc;
 
@@ -75,7 +76,11 @@ impl ImagesService for Images {
         let engine = self.engine.clone();
         // Its own task: a client that disconnects does not cancel the pull half-way.
         tokio::spawn(async move {
-            let message = match engine.images.pull(reference.as_str(), false).await {
+            let pulled = engine
+                .images
+                .pull(namespace.name(), reference.as_str(), false)
+                .await;
+            let message = match pulled {
                 Ok(info) => {
                     tracing::info!(namespace = %namespace.name(), image = %info.name, "image pulled");
                     Ok(PullResponse {
@@ -91,8 +96,12 @@ impl ImagesService for Images {
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
-        self.namespace(&request.into_inner().namespace)?;
-        let infos = self.engine.images.list().map_err(CallError::from)?;
+        let namespace = self.namespace(&request.into_inner().namespace)?;
+        let infos = self
+            .engine
+            .images
+            .list(namespace.name())
+            .map_err(CallError::from)?;
         Ok(Response::new(ListResponse {
             images: infos.iter().map(image).collect(),
         }))
@@ -106,11 +115,11 @@ impl ImagesService for Images {
             namespace,
             reference,
         } = request.into_inner();
-        self.namespace(&namespace)?;
+        let namespace = self.namespace(&namespace)?;
         let reference = ImageReference::parse(&reference).map_err(CallError::from)?;
         let images = &self.engine.images;
         let resolved = images
-            .resolve(reference.as_str())
+            .resolve(namespace.name(), reference.as_str())
             .map_err(CallError::from)?;
         let manifest = images
             .store()
@@ -118,7 +127,7 @@ impl ImagesService for Images {
             .map_err(|e| CallError::from(ImageError::from(e)))?;
         let config = serde_json::to_vec(&resolved.config).map_err(CallError::Encode)?;
         let info = images
-            .inspect(reference.as_str())
+            .inspect(namespace.name(), reference.as_str())
             .map_err(CallError::from)?;
         Ok(Response::new(InspectResponse {
             image: Some(image(&info)),
@@ -139,7 +148,7 @@ impl ImagesService for Images {
         let reference = ImageReference::parse(&reference).map_err(CallError::from)?;
         self.engine
             .images
-            .remove(reference.as_str())
+            .remove(namespace.name(), reference.as_str())
             .map_err(CallError::from)?;
         tracing::info!(namespace = %namespace.name(), image = reference.as_str(), "image deleted");
         Ok(Response::new(DeleteResponse {}))
@@ -184,7 +193,7 @@ impl ImagesService for Images {
         let infos = self
             .engine
             .images
-            .import(spool.path(), default_name)
+            .import(namespace.name(), spool.path(), default_name)
             .await
             .map_err(|e| hide_path(CallError::from(e).into(), spool.path(), "(uploaded)"))?;
         for info in &infos {
@@ -203,7 +212,7 @@ impl ImagesService for Images {
             namespace,
             references,
         } = request.into_inner();
-        self.namespace(&namespace)?;
+        let namespace = self.namespace(&namespace)?;
         if references.is_empty() {
             return Err(CallError::from(RequestError::NoReferences).into());
         }
@@ -220,7 +229,7 @@ impl ImagesService for Images {
         let archive = spool.path().join("layout.tar");
         self.engine
             .images
-            .export(&names, &archive, true)
+            .export(namespace.name(), &names, &archive, true)
             .await
             .map_err(CallError::from)?;
         let mut file = tokio::fs::File::open(&archive)

@@ -6,10 +6,8 @@
 //! owning the listeners; containers and monitors come in later increments.
 //!
 //! Design decisions:
-//! - Images are one global set of references for now: the engine's image service keeps one
-//!   record set, and prefixing names with the namespace would break its short-name resolution,
-//!   its import canonicalisation and its layout export. Calls still name a namespace, which must
-//!   exist. Scoping references per namespace belongs in the engine.
+//! - Image references belong to namespaces; the engine keeps them in its state database and
+//!   shares their content between namespaces.
 //! - A pull runs in its own task: a client that goes away does not cancel it half-way.
 //! - Import and export spool the archive in a temporary file under `<root>/tmp`, which the
 //!   engine's layout code reads and writes; the file is gone when the call ends.
@@ -91,7 +89,7 @@ enum DaemonError {
 /// What every service shares.
 #[derive(Debug)]
 struct Engine {
-    state: StateDb,
+    state: Arc<StateDb>,
     images: ImageService,
     /// Where import and export spool their archives.
     spool: PathBuf,
@@ -101,7 +99,8 @@ impl Engine {
     /// Opens the state database first: its lock keeps a second daemon on the same root out
     /// before anything of the first one's is touched (such as the spool, emptied next).
     fn open(config: &Config) -> Result<Engine, DaemonError> {
-        let state = StateDb::open(&config.root.join("state.redb")).map_err(DaemonError::State)?;
+        let state =
+            Arc::new(StateDb::open(&config.root.join("state.redb")).map_err(DaemonError::State)?);
         let spool = config.root.join("tmp");
         // Leftovers of a crash are removed with the directory; a missing one is fine.
         let _ = std::fs::remove_dir_all(&spool);
@@ -109,15 +108,18 @@ impl Engine {
             path: spool.clone(),
             source,
         })?;
-        let images = ImageService::open(ImageServiceConfig {
-            root: config.root.join("images"),
-            registry: RegistryOptions {
-                insecure: config.insecure_registries.clone(),
-                ..RegistryOptions::default()
+        let images = ImageService::open(
+            ImageServiceConfig {
+                root: config.root.join("images"),
+                registry: RegistryOptions {
+                    insecure: config.insecure_registries.clone(),
+                    ..RegistryOptions::default()
+                },
+                snapshotter: SnapshotterChoice::Auto,
+                platform: Platform::host(),
             },
-            snapshotter: SnapshotterChoice::Auto,
-            platform: Platform::host(),
-        })
+            state.clone(),
+        )
         .map_err(DaemonError::Images)?;
         Ok(Engine {
             state,

@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(refused.code(), Code::FailedPrecondition);
         assert_eq!(
             refused.message(),
-            "namespace \"acme\" still holds 1 container(s)"
+            "namespace \"acme\" still holds 1 container(s) and 0 image(s)"
         );
         assert_eq!(engine.state.containers(&acme).unwrap().len(), 1);
 

@@ -1,6 +1,7 @@
 //! The daemon's core, async and transport-agnostic: the image service (pull and import into the
 //! content store, layers unpacked once into shared snapshots, container root filesystems on top,
-//! garbage collection), the state database (namespaces and containers) and the container service
+//! garbage collection), the state database (namespaces, their containers and image references:
+//! content is shared between namespaces, names are not) and the container service
 //! (bundles, one monitor process per container, lifecycle); cells, events and re-adoption of
 //! monitors after a restart follow.
 //!
