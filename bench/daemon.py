@@ -238,7 +238,8 @@ class Podman:
     name = "podman"
 
     def __init__(self, workdir, _args):
-        self.dir = tempfile.mkdtemp(prefix="podman-", dir=workdir)
+        # podman refuses a runroot path longer than 50 characters.
+        self.dir = tempfile.mkdtemp(prefix="p", dir=workdir)
         self.base = ["podman", "--root", os.path.join(self.dir, "root"),
                      "--runroot", os.path.join(self.dir, "runroot"),
                      "--tmpdir", os.path.join(self.dir, "tmp"),
@@ -424,7 +425,7 @@ def main(argv):
         sys.exit("daemon.py: run as root")
     enter_private_namespace(argv)
     counts = sorted(int(c) for c in args.counts.split(","))
-    workdir = tempfile.mkdtemp(prefix="testudo-bench-daemon-")
+    workdir = tempfile.mkdtemp(prefix="tbd-")
     stacks = []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:

@@ -1,10 +1,12 @@
-//! A typed async client for `testudod`'s unix socket: one method per API call, plain results,
-//! and errors that carry the daemon's status code and message.
+//! A typed async client for `testudod`: one method per API call, plain results, and errors that
+//! carry the daemon's status code and message. It reaches the daemon on its unix socket
+//! ([`Client::connect`]) or on TCP with mutual TLS ([`Client::connect_tcp`], rustls: see `tls.rs`).
 //!
-//! Non-goals: presentation (tables, JSON: `testudoctl` does that), retries, and TCP with mutual
-//! TLS (later, beside the daemon's TCP listener). The messages are `testudo-api`'s, re-exported
-//! as [`namespaces`], [`images`], [`containers`] and [`events`], so callers need no other crate
-//! for them.
+//! Non-goals: presentation (tables, JSON: `testudoctl` does that), retries, and certificate
+//! management. The messages are `testudo-api`'s, re-exported as [`namespaces`], [`images`],
+//! [`containers`] and [`events`], so callers need no other crate for them.
+
+mod tls;
 
 use std::path::{Path, PathBuf};
 
@@ -27,8 +29,8 @@ use testudo_api::images::v1::{
 };
 use testudo_api::namespaces::v1::namespaces_service_client::NamespacesServiceClient;
 use testudo_api::namespaces::v1::{CreateRequest, DeleteRequest, ListRequest, Namespace};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::UnixStream;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
 
@@ -36,10 +38,15 @@ pub use testudo_api::containers::v1 as containers;
 pub use testudo_api::events::v1 as events;
 pub use testudo_api::images::v1 as images;
 pub use testudo_api::namespaces::v1 as namespaces;
+pub use tls::{TlsError, TlsFiles};
 pub use tonic::Code;
 
 /// The daemon's default socket.
 pub const DEFAULT_SOCKET: &str = "/run/testudo/testudod.sock";
+
+/// How long [`Client::connect_tcp`] waits for the daemon's first record after the handshake;
+/// past it, the connection is used as it is.
+const VERDICT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The largest bytes chunk the API allows in a stream.
 const MAX_CHUNK: usize = 1 << 20;
@@ -56,6 +63,28 @@ pub enum ClientError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The daemon's TCP address cannot be reached.
+    #[error("cannot connect to the daemon at {address}")]
+    ConnectTcp {
+        /// The address, `host:port`.
+        address: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake with the daemon failed: the daemon's certificate is not signed by the
+    /// CA or does not name the host, or the daemon refused this client's certificate.
+    #[error("TLS handshake with the daemon at {address} failed")]
+    Handshake {
+        /// The address, `host:port`.
+        address: String,
+        /// The cause (rustls's reason).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS files or the address are not usable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The daemon refused or failed the call.
     #[error("{message}")]
     Status {
@@ -87,6 +116,9 @@ impl ClientError {
         match self {
             ClientError::Status { code, .. } => Some(*code),
             ClientError::Connect { .. }
+            | ClientError::ConnectTcp { .. }
+            | ClientError::Handshake { .. }
+            | ClientError::Tls(_)
             | ClientError::MissingField { .. }
             | ClientError::Archive { .. } => None,
         }
@@ -95,9 +127,21 @@ impl ClientError {
 
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
+        // A status made on this side from a broken connection says only "transport error";
+        // its causes say why (such as the daemon's TLS alert). The daemon's statuses have none.
+        let mut message = status.message().to_owned();
+        let mut source = std::error::Error::source(&status);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !message.ends_with(&cause_text) {
+                message.push_str(": ");
+                message.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
         ClientError::Status {
             code: status.code(),
-            message: status.message().to_owned(),
+            message,
         }
     }
 }
@@ -148,12 +192,76 @@ impl Client {
                     socket: socket.to_owned(),
                     source,
                 })?;
-        Ok(Client {
+        Ok(Client::over(channel))
+    }
+
+    /// Connects to the daemon's TCP listener at `address` (`host:port`) with mutual TLS: the
+    /// daemon's certificate must be signed by `files.ca` and name the host as given.
+    pub async fn connect_tcp(address: &str, files: &TlsFiles) -> Result<Client, ClientError> {
+        let server_name = tls::server_name(address)?;
+        let connector = tokio_rustls::TlsConnector::from(tls::client_config(files)?);
+        // The first connection is made here, so that its failures are this crate's errors
+        // rather than tonic's "transport error"; the channel dials again if it is lost.
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(|source| ClientError::ConnectTcp {
+                address: address.to_owned(),
+                source,
+            })?;
+        let handshake_error = |source| ClientError::Handshake {
+            address: address.to_owned(),
+            source,
+        };
+        let mut first = BufReader::new(
+            connector
+                .connect(server_name.clone(), tcp)
+                .await
+                .map_err(handshake_error)?,
+        );
+        // With TLS 1.3 the daemon judges this client's certificate after the handshake is
+        // over on this side: its verdict is its first record, an alert or its HTTP/2
+        // settings. It is read (and kept for the channel) so that a refusal is reported as
+        // one rather than as a broken call.
+        match tokio::time::timeout(VERDICT_TIMEOUT, first.fill_buf()).await {
+            Ok(Ok([])) => {
+                return Err(handshake_error(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the daemon closed the connection",
+                )))
+            }
+            Ok(Err(e)) => return Err(handshake_error(e)),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+        let first = std::sync::Arc::new(std::sync::Mutex::new(Some(first)));
+        let target = address.to_owned();
+        // The URI is a placeholder that tonic requires; the connector dials `address` itself.
+        let channel = Endpoint::from_static("http://testudod.invalid").connect_with_connector_lazy(
+            service_fn(move |_: Uri| {
+                let (connector, server_name, target) =
+                    (connector.clone(), server_name.clone(), target.clone());
+                let first = first.lock().ok().and_then(|mut first| first.take());
+                async move {
+                    let tls = match first {
+                        Some(tls) => tls,
+                        None => {
+                            let tcp = TcpStream::connect(target).await?;
+                            BufReader::new(connector.connect(server_name, tcp).await?)
+                        }
+                    };
+                    Ok::<_, std::io::Error>(TokioIo::new(tls))
+                }
+            }),
+        );
+        Ok(Client::over(channel))
+    }
+
+    fn over(channel: Channel) -> Client {
+        Client {
             namespaces: NamespacesServiceClient::new(channel.clone()),
             images: ImagesServiceClient::new(channel.clone()),
             containers: ContainersServiceClient::new(channel.clone()),
             events: EventsServiceClient::new(channel),
-        })
+        }
     }
 
     /// Subscribes to the events of `namespace` (every namespace if `None`) whose topics start

@@ -1,12 +1,16 @@
-//! `testudoctl`, the command-line client of `testudod`: namespaces, images, containers
-//! (`run`, `create`, `start`, `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`,
-//! with podman's flags) and `events` (a stream, one line per event). Human tables by default,
-//! `--json` for scripts; an error is one line, `testudoctl: <message>`, and exit status 1; `run`
-//! without `-d` exits with the container's status.
+//! `testudoctl`, the command-line client of `testudod`, over the unix socket or `-H host:port`
+//! with mutual TLS (`connect.rs`): namespaces, images, containers (`run`, `create`, `start`,
+//! `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`, with podman's flags), `events`
+//! (a stream, one line per event) and `certs`, which writes a development CA and certificates
+//! for TCP (`certs.rs`). Human tables by default, `--json` for scripts; an error is one line,
+//! `testudoctl: <message>`, and exit status 1; `run` without `-d` exits with the container's
+//! status.
 //!
 //! Non-goals: any logic the daemon owns (validation, defaults beyond the namespace); this binary
 //! parses flags, calls `testudo-client` and prints.
 
+mod certs;
+mod connect;
 mod containers;
 mod events;
 mod output;
@@ -16,7 +20,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use testudo_client::{Client, ClientError, DEFAULT_SOCKET};
+use testudo_client::{Client, ClientError};
+
+use crate::certs::{CertsArgs, CertsError};
+use crate::connect::{Connection, ConnectionError};
 
 use crate::output::{image_json, image_rows, namespace_json, namespace_rows, table};
 
@@ -24,9 +31,8 @@ use crate::output::{image_json, image_rows, namespace_json, namespace_rows, tabl
 #[derive(Debug, Parser)]
 #[command(name = "testudoctl", version)]
 struct Cli {
-    /// The daemon's unix socket
-    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    #[command(flatten)]
+    connection: Connection,
     /// The namespace to work in
     #[arg(short = 'n', long, global = true, default_value = "default")]
     namespace: String,
@@ -49,6 +55,8 @@ enum Command {
     Events(events::EventsArgs),
     #[command(flatten)]
     Container(containers::ContainerCommand),
+    /// Write a development CA, a server and a client certificate for TCP with mutual TLS
+    Certs(CertsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +121,10 @@ enum ImageCommand {
 pub(crate) enum CtlError {
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Certs(#[from] CertsError),
     #[error("cannot open {path:?}")]
     Open {
         path: PathBuf,
@@ -146,7 +158,18 @@ pub(crate) fn print_json(value: &serde_json::Value) {
 }
 
 async fn run(cli: Cli) -> Result<u8, CtlError> {
-    let mut client = Client::connect(&cli.socket).await?;
+    if let Command::Certs(args) = &cli.command {
+        let written = certs::write(args)?;
+        if cli.json {
+            print_json(&json!(written));
+        } else {
+            written
+                .iter()
+                .for_each(|path| println!("{}", path.display()));
+        }
+        return Ok(0);
+    }
+    let mut client = cli.connection.connect().await?;
     let ns = cli.namespace.as_str();
     match cli.command {
         Command::Ns(NsCommand::Create { name }) => {
@@ -169,6 +192,8 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
             }
         }
         Command::Ns(NsCommand::Rm { name, force }) => client.delete_namespace(&name, force).await?,
+        // Written above, without a connection.
+        Command::Certs(_) => {}
         Command::Image(ImageCommand::Pull { reference }) => {
             let image = client.pull_image(ns, &reference, |_| {}).await?;
             if cli.json {

@@ -93,11 +93,12 @@ impl Containers {
     /// The stop signal of the container's image, if it names one that parses.
     async fn image_stop_signal(&self, record: &ContainerRecord) -> Option<i32> {
         let engine = self.engine.clone();
-        let image = record.image.clone();
-        let resolved = tokio::task::spawn_blocking(move || engine.images.resolve(&image))
-            .await
-            .ok()?
-            .ok()?;
+        let (namespace, image) = (record.namespace.clone(), record.image.clone());
+        let resolved =
+            tokio::task::spawn_blocking(move || engine.images.resolve(&namespace, &image))
+                .await
+                .ok()?
+                .ok()?;
         let name = resolved.config.config().as_ref()?.stop_signal().clone()?;
         signal(&name, SIGTERM).ok()
     }

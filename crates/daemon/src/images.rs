@@ -1,5 +1,6 @@
-//! `testudo.images.v1.ImagesService` over the engine's image service. References are global in
-//! this increment (see the crate docs); each call still checks that its namespace exists.
+//! `testudo.images.v1.ImagesService` over the engine's image service. Image references belong
+//! to the request's namespace, which must exist; content is shared, so Prune (which only frees
+//! what no namespace references) is the same call whichever namespace asks.
 
 use std::sync::Arc;
 
@@ -80,7 +81,11 @@ impl ImagesService for Images {
         let engine = self.engine.clone();
         // Its own task: a client that disconnects does not cancel the pull half-way.
         tokio::spawn(async move {
-            let message = match engine.images.pull(reference.as_str(), false).await {
+            let pulled = engine
+                .images
+                .pull(namespace.name(), reference.as_str(), false)
+                .await;
+            let message = match pulled {
                 Ok(info) => {
                     tracing::info!(namespace = %namespace.name(), image = %info.name, "image pulled");
                     Ok(PullResponse {
@@ -99,8 +104,8 @@ impl ImagesService for Images {
         let name = request.into_inner().namespace;
         let engine = self.engine.clone();
         let infos = blocking(move || {
-            existing_namespace(&engine, &name)?;
-            Ok(engine.images.list()?)
+            let namespace = existing_namespace(&engine, &name)?;
+            Ok(engine.images.list(namespace.name())?)
         })
         .await?;
         Ok(Response::new(ListResponse {
@@ -118,16 +123,16 @@ impl ImagesService for Images {
         } = request.into_inner();
         let engine = self.engine.clone();
         let (info, manifest, config) = blocking(move || {
-            existing_namespace(&engine, &namespace)?;
+            let namespace = existing_namespace(&engine, &namespace)?;
             let reference = ImageReference::parse(&reference)?;
             let images = &engine.images;
-            let resolved = images.resolve(reference.as_str())?;
+            let resolved = images.resolve(namespace.name(), reference.as_str())?;
             let manifest = images
                 .store()
                 .read_blob(&resolved.manifest_digest, MAX_MANIFEST)
                 .map_err(ImageError::from)?;
             let config = serde_json::to_vec(&resolved.config).map_err(CallError::Encode)?;
-            let info = images.inspect(reference.as_str())?;
+            let info = images.inspect(namespace.name(), reference.as_str())?;
             Ok((info, manifest, config))
         })
         .await?;
@@ -150,7 +155,7 @@ impl ImagesService for Images {
         let (namespace, reference) = blocking(move || {
             let namespace = existing_namespace(&engine, &namespace)?;
             let reference = ImageReference::parse(&reference)?;
-            engine.images.remove(reference.as_str())?;
+            engine.images.remove(namespace.name(), reference.as_str())?;
             Ok((namespace, reference))
         })
         .await?;
@@ -197,7 +202,7 @@ impl ImagesService for Images {
         let infos = self
             .engine
             .images
-            .import(spool.path(), default_name)
+            .import(namespace.name(), spool.path(), default_name)
             .await
             .map_err(|e| hide_path(CallError::from(e).into(), spool.path(), "(uploaded)"))?;
         for info in &infos {
@@ -216,7 +221,7 @@ impl ImagesService for Images {
             namespace,
             references,
         } = request.into_inner();
-        self.namespace(&namespace)?;
+        let namespace = self.namespace(&namespace)?;
         if references.is_empty() {
             return Err(CallError::from(RequestError::NoReferences).into());
         }
@@ -233,7 +238,7 @@ impl ImagesService for Images {
         let archive = spool.path().join("layout.tar");
         self.engine
             .images
-            .export(&names, &archive, true)
+            .export(namespace.name(), &names, &archive, true)
             .await
             .map_err(CallError::from)?;
         let mut file = tokio::fs::File::open(&archive)

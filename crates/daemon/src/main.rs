@@ -1,17 +1,16 @@
 //! `testudod`, the node daemon: serves the gRPC API (`proto/testudo/`, `docs/api.md`) on a unix
-//! socket and maps each call onto the engine: namespaces, images, containers (Exec and Attach
-//! answer `Unimplemented` until the monitor serves them) and events (`events.rs`: the engine's
-//! event bus, namespace events published by `namespaces.rs`).
+//! socket, and with `--listen-tcp` also on TCP with mutual TLS (`tcp.rs`), and maps each call
+//! onto the engine: namespaces, images, containers (Exec and Attach answer `Unimplemented`
+//! until the monitor serves them) and events (`events.rs`: the engine's event bus, namespace
+//! events published by `namespaces.rs`).
 //!
 //! Non-goals: any logic of its own beyond validating requests, mapping errors to statuses and
-//! owning the socket; containers run in monitor processes that the engine starts (`testudo
-//! monitor`, from `--testudo-binary`), never in the daemon; TCP with mutual TLS comes later.
+//! owning the listeners; containers run in monitor processes that the engine starts (`testudo
+//! monitor`, from `--testudo-binary`), never in the daemon.
 //!
 //! Design decisions:
-//! - Images are one global set of references for now: the engine's image service keeps one
-//!   record set, and prefixing names with the namespace would break its short-name resolution,
-//!   its import canonicalisation and its layout export. Calls still name a namespace, which must
-//!   exist. Scoping references per namespace belongs in the engine.
+//! - Image references belong to namespaces; the engine keeps them in its state database and
+//!   shares their content between namespaces.
 //! - A pull runs in its own task: a client that goes away does not cancel it half-way.
 //! - Import and export spool the archive in a temporary file under `<root>/tmp`, which the
 //!   engine's layout code reads and writes; the file is gone when the call ends.
@@ -25,6 +24,7 @@ mod namespaces;
 mod request;
 mod socket;
 mod status;
+mod tcp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +45,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::socket::{SocketError, SocketGuard};
+use crate::tcp::{TcpConfig, TcpError};
 
 /// The namespace every daemon has: `testudoctl` uses it unless told otherwise.
 const DEFAULT_NAMESPACE: &str = "default";
@@ -59,6 +60,8 @@ struct Config {
     /// The unix socket to serve the API on
     #[arg(long, default_value = "/run/testudo/testudod.sock")]
     socket: PathBuf,
+    #[command(flatten)]
+    tcp: TcpConfig,
     /// A registry (HOST:PORT) reached over plain HTTP; repeatable
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure_registries: Vec<String>,
@@ -112,10 +115,14 @@ enum DaemonError {
     NoTestudo,
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[error(transparent)]
+    Tcp(#[from] TcpError),
     #[error("cannot listen for signals")]
     Signals(#[source] std::io::Error),
     #[error("the server failed")]
     Serve(#[source] tonic::transport::Error),
+    #[error("the TCP server task failed")]
+    TcpTask(#[from] tokio::task::JoinError),
 }
 
 /// What every service shares.
@@ -141,15 +148,18 @@ impl Engine {
             path: spool.clone(),
             source,
         })?;
-        let images = ImageService::open(ImageServiceConfig {
-            root: config.root.join("images"),
-            registry: RegistryOptions {
-                insecure: config.insecure_registries.clone(),
-                ..RegistryOptions::default()
+        let images = ImageService::open(
+            ImageServiceConfig {
+                root: config.root.join("images"),
+                registry: RegistryOptions {
+                    insecure: config.insecure_registries.clone(),
+                    ..RegistryOptions::default()
+                },
+                snapshotter: SnapshotterChoice::Auto,
+                platform: Platform::host(),
             },
-            snapshotter: SnapshotterChoice::Auto,
-            platform: Platform::host(),
-        })
+            state.clone(),
+        )
         .map_err(DaemonError::Images)?;
         let images = Arc::new(images);
         let testudo_binary = match &config.testudo_binary {
@@ -191,6 +201,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     })?;
     // The socket first: a daemon already serving it is refused before this one opens anything.
     let (listener, guard) = SocketGuard::bind(&config.socket)?;
+    let tcp = config.tcp.listen().await?;
     let engine = Arc::new(Engine::open(&config)?);
     engine.ensure_default_namespace()?;
     // Before serving: containers of an earlier daemon get their watchers back, and exits that
@@ -204,7 +215,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     tracing::info!(socket = %config.socket.display(), root = %config.root.display(), "serving");
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(NamespacesServiceServer::new(namespaces::Namespaces::new(
             engine.clone(),
         )))
@@ -216,16 +227,35 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         )))
         .add_service(ContainersServiceServer::new(containers::Containers::new(
             engine,
-        )))
+        )));
+    // The unix server's shutdown also stops the TCP one (a dropped sender counts as a stop).
+    let (stop, mut stopping) = tokio::sync::watch::channel(());
+    let tcp_served = tcp.map(|(address, incoming)| {
+        tracing::info!(%address, "serving on TCP with mutual TLS");
+        let stopped = async move {
+            let _ = stopping.changed().await;
+        };
+        tokio::spawn(
+            router
+                .clone()
+                .serve_with_incoming_shutdown(incoming, stopped),
+        )
+    });
+    let served = router
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             tokio::select! {
                 _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
                 _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
             }
+            let _ = stop.send(());
         })
         .await;
     drop(guard);
-    served.map_err(DaemonError::Serve)
+    served.map_err(DaemonError::Serve)?;
+    if let Some(tcp_served) = tcp_served {
+        tcp_served.await?.map_err(DaemonError::Serve)?;
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

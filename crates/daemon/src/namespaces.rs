@@ -108,6 +108,7 @@ mod tests {
         let config = crate::Config {
             root: root.to_owned(),
             socket: root.join("unused.sock"),
+            tcp: Default::default(),
             insecure_registries: Vec::new(),
             log_level: tracing::Level::INFO,
             // Only namespaces are served here: no monitor is ever started.
@@ -162,7 +163,7 @@ mod tests {
         assert_eq!(refused.code(), Code::FailedPrecondition);
         assert_eq!(
             refused.message(),
-            "namespace \"acme\" still holds 1 container(s)"
+            "namespace \"acme\" still holds 1 container(s) and 0 image(s)"
         );
         assert_eq!(engine.state.containers(&acme).unwrap().len(), 1);
 

@@ -376,6 +376,19 @@ fn one_tenant_cannot_see_or_touch_anothers_containers() {
     };
     daemon.ok(&["ns", "create", "alpha"]);
     daemon.ok(&["ns", "create", "beta"]);
+    // Image references are per namespace too: each tenant imports its own.
+    let archive = daemon.dir.path().join("busybox.tar");
+    for ns in ["alpha", "beta"] {
+        daemon.ok(&[
+            "-n",
+            ns,
+            "image",
+            "import",
+            archive.to_str().unwrap(),
+            "--name",
+            "example.com/busybox",
+        ]);
+    }
     let id = daemon.ok(&[
         "-n", "beta", "run", "-d", "--name", "secret", IMAGE, "sleep", "1000",
     ]);

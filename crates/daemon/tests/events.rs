@@ -130,8 +130,8 @@ async fn namespace_and_image_events_reach_filtered_subscribers_and_testudoctl() 
     let expected = [
         pair("/namespaces/create", "acme"),
         pair("/namespaces/create", "other"),
-        pair("/images/pull", ""),
-        pair("/images/delete", ""),
+        pair("/images/pull", "default"),
+        pair("/images/delete", "default"),
         pair("/namespaces/delete", "acme"),
         pair("/namespaces/delete", "other"),
     ];
@@ -168,7 +168,10 @@ async fn namespace_and_image_events_reach_filtered_subscribers_and_testudoctl() 
             .iter()
             .map(topic_and_namespace)
             .collect::<Vec<_>>(),
-        [pair("/images/pull", ""), pair("/images/delete", "")]
+        [
+            pair("/images/pull", "default"),
+            pair("/images/delete", "default")
+        ]
     );
 
     // testudoctl printed the same, one JSON object per line.

@@ -4,9 +4,13 @@
 //! Usage: pull --root DIR [--insecure HOST:PORT]... [--copy] REFERENCE
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use testudo_engine::images::{ImageService, ImageServiceConfig, SnapshotterChoice};
+use testudo_engine::images::{
+    ImageInfo, ImageService, ImageServiceConfig, PullPhases, SnapshotterChoice,
+};
+use testudo_engine::state::{Name, StateDb, StateError};
 use testudo_image::manifest::Platform;
 use testudo_image::registry::{Credentials, RegistryOptions};
 
@@ -43,10 +47,7 @@ async fn main() {
         snapshotter,
         platform: Platform::host(),
     };
-    let result = match ImageService::open(config) {
-        Ok(images) => images.pull_with_phases(&reference, true).await,
-        Err(e) => Err(e),
-    };
+    let result = pull(config, &reference).await;
     match result {
         Ok((info, phases)) => println!(
             "{}",
@@ -55,8 +56,24 @@ async fn main() {
                 "unpack_seconds": phases.unpack.as_secs_f64()})
         ),
         Err(e) => {
-            eprintln!("pull: {}", testudo_engine::error::chain(&e));
+            eprintln!("pull: {}", testudo_engine::error::chain(&*e));
             std::process::exit(1)
         }
     }
+}
+
+/// Pulls `reference` into the `default` namespace of a state database beside the images.
+async fn pull(
+    config: ImageServiceConfig,
+    reference: &str,
+) -> Result<(ImageInfo, PullPhases), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(&config.root)?;
+    let state = Arc::new(StateDb::open(&config.root.join("state.redb"))?);
+    let namespace = Name::parse("namespace", "default")?;
+    match state.create_namespace(&namespace, Default::default()) {
+        Ok(_) | Err(StateError::NamespaceExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let images = ImageService::open(config, state)?;
+    Ok(images.pull_with_phases(&namespace, reference, true).await?)
 }

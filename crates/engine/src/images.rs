@@ -1,6 +1,12 @@
 //! The image service: pulls and imports into the content store, unpacks each layer once into a
 //! committed snapshot named by its ChainID (shared by every image that has the layer), prepares a
 //! container's writable root filesystem on top, and collects what no image or container uses.
+//!
+//! Image references belong to namespaces: each is a row `(namespace, canonical name)` of the
+//! state database, and every call names its namespace; a tenant sees only its own. Content
+//! (blobs) and unpacked layers are shared and deduplicated across namespaces: a prune keeps
+//! whatever any namespace's reference reaches. The content store's own record file stays
+//! empty; records an older daemon left there are moved into `default` when the service opens.
 
 use std::collections::HashSet;
 use std::io::BufReader;
@@ -9,10 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use testudo_image::layout::{export_layout, import_layout, LayoutError};
+use testudo_image::layout::{export_layout_records, import_layout_content, LayoutError};
 
 use crate::error::{ErrorKind, Kind};
 use crate::events::{Event, EventBus, EventKind};
+use crate::state::{Name, StateDb, StateError};
 use testudo_image::pull::{fetch, resolve, PullError, PullOptions, ResolvedImage};
 use testudo_image::reference::{ImageRef, ReferenceError};
 use testudo_image::registry::{RegistryClient, RegistryError};
@@ -46,12 +53,18 @@ pub enum ImageError {
     /// Importing or exporting an image layout failed.
     #[error(transparent)]
     Layout(#[from] Box<LayoutError>),
-    /// No image has this name.
-    #[error("image {name:?} not found")]
+    /// No image has this name in the namespace.
+    #[error("image {name:?} not found in namespace {namespace:?}")]
     NotFound {
+        /// The namespace.
+        namespace: String,
         /// The canonical name asked for.
         name: String,
     },
+    /// The state database, which holds the references, failed or refused (an unknown
+    /// namespace).
+    #[error(transparent)]
+    State(#[from] StateError),
     /// A snapshot operation failed.
     #[error("snapshot")]
     Snapshot(#[from] SnapshotError),
@@ -180,6 +193,7 @@ pub struct PruneSummary {
 
 /// Images: the content store, the snapshots and the registry client, shared by every request.
 pub struct ImageService {
+    state: Arc<StateDb>,
     store: Arc<ContentStore>,
     snapshots: Arc<dyn Snapshotter>,
     client: Arc<RegistryClient>,
@@ -201,10 +215,16 @@ pub fn canonical_name(reference: &str) -> Result<String, ImageError> {
     Ok(ImageRef::parse(reference)?.to_string())
 }
 
+/// The namespace that adopts the global image records of an older store.
+const ADOPTING_NAMESPACE: &str = "default";
+
 impl ImageService {
-    /// Opens (creating) the store and snapshots under `config.root`; removes what a crash left.
-    pub fn open(config: ImageServiceConfig) -> Result<Self, ImageError> {
+    /// Opens (creating) the store and snapshots under `config.root`, with image references in
+    /// `state`; removes what a crash left, and moves global records of an older store into
+    /// the `default` namespace (created if missing).
+    pub fn open(config: ImageServiceConfig, state: Arc<StateDb>) -> Result<Self, ImageError> {
         let store = Arc::new(ContentStore::open(&config.root.join("content"))?);
+        adopt_global_records(&store, &state)?;
         let snapshot_root = config.root.join("snapshots");
         std::fs::create_dir_all(&snapshot_root).map_err(|source| {
             ImageError::Snapshot(SnapshotError::Io {
@@ -226,6 +246,7 @@ impl ImageService {
         snapshots.cleanup()?;
         let client = Arc::new(RegistryClient::new(config.registry).map_err(ImageError::Client)?);
         Ok(ImageService {
+            state,
             store,
             snapshots,
             client,
@@ -246,10 +267,16 @@ impl ImageService {
         &self.events
     }
 
-    fn publish_image(&self, info: &ImageInfo, kind: fn(String, String) -> EventKind) {
-        // Image references are global for now: no namespace.
-        self.events
-            .publish(Event::new("", kind(info.name.clone(), info.digest.clone())));
+    fn publish_image(
+        &self,
+        namespace: &Name,
+        info: &ImageInfo,
+        kind: fn(String, String) -> EventKind,
+    ) {
+        self.events.publish(Event::new(
+            namespace.as_str(),
+            kind(info.name.clone(), info.digest.clone()),
+        ));
     }
 
     /// The content store.
@@ -262,18 +289,29 @@ impl ImageService {
         &*self.snapshots
     }
 
-    /// Pulls `reference` and unpacks its layers.
-    pub async fn pull(&self, reference: &str, progress: bool) -> Result<ImageInfo, ImageError> {
-        Ok(self.pull_with_phases(reference, progress).await?.0)
+    /// Pulls `reference` into `namespace` and unpacks its layers.
+    pub async fn pull(
+        &self,
+        namespace: &Name,
+        reference: &str,
+        progress: bool,
+    ) -> Result<ImageInfo, ImageError> {
+        Ok(self
+            .pull_with_phases(namespace, reference, progress)
+            .await?
+            .0)
     }
 
     /// [`Self::pull`], telling how long fetching and unpacking took.
     pub async fn pull_with_phases(
         &self,
+        namespace: &Name,
         reference: &str,
         progress: bool,
     ) -> Result<(ImageInfo, PullPhases), ImageError> {
         let image = ImageRef::parse(reference)?;
+        // An unknown namespace is refused before anything is downloaded.
+        self.state.namespace(namespace)?;
         let options = PullOptions {
             platform: self.platform.clone(),
             progress,
@@ -289,130 +327,109 @@ impl ImageService {
             fetch: fetched - started,
             unpack: fetched.elapsed(),
         };
-        self.store.put_image(&resolved.record)?;
-        tracing::info!(image = %resolved.record.name, fetch_ms = phases.fetch.as_millis(),
-            unpack_ms = phases.unpack.as_millis(), "pulled");
+        self.state
+            .put_images(namespace, std::slice::from_ref(&resolved.record))?;
+        tracing::info!(namespace = %namespace, image = %resolved.record.name,
+            fetch_ms = phases.fetch.as_millis(), unpack_ms = phases.unpack.as_millis(), "pulled");
         let info = ImageInfo::of(&resolved);
-        self.publish_image(&info, |name, digest| EventKind::ImagePulled {
+        self.publish_image(namespace, &info, |name, digest| EventKind::ImagePulled {
             name,
             digest,
         });
         Ok((info, phases))
     }
 
-    /// Imports every image of an OCI layout (directory or tar); `default_name` names entries
-    /// that carry only a tag. Each is unpacked.
+    /// Imports every image of an OCI layout (directory or tar) into `namespace`;
+    /// `default_name` names entries that carry only a tag. Each is unpacked, and all are
+    /// recorded together once every one is: an import that fails records nothing.
     pub async fn import(
         &self,
+        namespace: &Name,
         source: &Path,
         default_name: Option<&str>,
     ) -> Result<Vec<ImageInfo>, ImageError> {
+        self.state.namespace(namespace)?;
+        // Held until the references are recorded: a prune cannot take the blobs in between.
+        let _lease = self.store.lease()?;
         let (store, source, default_name) = (
             self.store.clone(),
             source.to_owned(),
             default_name.map(str::to_owned),
         );
         let records = tokio::task::spawn_blocking(move || {
-            import_layout(&store, &source, default_name.as_deref())
+            import_layout_content(&store, &source, default_name.as_deref())
         })
         .await??;
-        let mut out = Vec::new();
-        let mut names = Vec::new();
+        let mut infos = Vec::new();
+        let mut canonical = Vec::new();
         for record in records {
-            names.push(record.name.clone());
-            let unpacked = self.unpack_imported(record).await;
-            match unpacked {
-                Ok(info) => {
-                    names.push(info.name.clone());
-                    out.push(info);
-                }
-                Err(e) => {
-                    // An image that cannot be unpacked is not offered: drop what this import named
-                    // (original and canonical names; a name already gone is fine).
-                    for name in &names {
-                        let _ = self.store.remove_image(name);
-                    }
-                    return Err(e);
-                }
-            }
+            let record = canonicalize(record);
+            let resolved = resolve(&self.store, record.clone(), &self.platform)?;
+            self.unpack(&resolved).await?;
+            infos.push(ImageInfo::of(&resolved));
+            canonical.push(record);
         }
-        for info in &out {
-            self.publish_image(info, |name, digest| EventKind::ImageImported {
+        self.state.put_images(namespace, &canonical)?;
+        for info in &infos {
+            self.publish_image(namespace, info, |name, digest| EventKind::ImageImported {
                 name,
                 digest,
             });
         }
-        Ok(out)
+        Ok(infos)
     }
 
-    async fn unpack_imported(&self, record: ImageRecord) -> Result<ImageInfo, ImageError> {
-        let record = self.canonicalize(record)?;
-        let resolved = resolve(&self.store, record, &self.platform)?;
-        self.unpack(&resolved).await?;
-        Ok(ImageInfo::of(&resolved))
-    }
-
-    /// Records an imported image under its canonical name when the layout used a short one.
-    fn canonicalize(&self, record: ImageRecord) -> Result<ImageRecord, ImageError> {
-        let Ok(canonical) = canonical_name(&record.name) else {
-            return Ok(record);
-        };
-        if canonical == record.name {
-            return Ok(record);
-        }
-        let renamed = ImageRecord {
-            name: canonical,
-            ..record.clone()
-        };
-        self.store.put_image(&renamed)?;
-        self.store.remove_image(&record.name)?;
-        Ok(renamed)
-    }
-
-    /// Writes the named images as an OCI layout at `dest` (a directory, or a tar file).
+    /// Writes the images `references` of `namespace` as an OCI layout at `dest` (a directory,
+    /// or a tar file).
     pub async fn export(
         &self,
+        namespace: &Name,
         references: &[&str],
         dest: &Path,
         as_tar: bool,
     ) -> Result<(), ImageError> {
-        let mut names = Vec::new();
+        let mut records = Vec::new();
         for r in references {
-            names.push(self.record(r)?.name);
+            records.push(self.record(namespace, r)?);
         }
         let (store, dest) = (self.store.clone(), dest.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            export_layout(&store, &names, &dest, as_tar)
-        })
-        .await??;
+        tokio::task::spawn_blocking(move || export_layout_records(&store, &records, &dest, as_tar))
+            .await??;
         Ok(())
     }
 
-    fn record(&self, reference: &str) -> Result<ImageRecord, ImageError> {
+    /// The reference `reference` (canonicalised) of `namespace`.
+    fn record(&self, namespace: &Name, reference: &str) -> Result<ImageRecord, ImageError> {
         let name = canonical_name(reference).unwrap_or_else(|_| reference.to_owned());
-        match self.store.image(&name) {
-            Ok(record) => Ok(record),
-            Err(StoreError::ImageNotFound { .. }) => Err(ImageError::NotFound { name }),
-            Err(e) => Err(e.into()),
+        match self.state.image(namespace, &name)? {
+            Some(record) => Ok(record),
+            None => {
+                // An unknown namespace is reported as such, not as a missing image.
+                self.state.namespace(namespace)?;
+                Err(ImageError::NotFound {
+                    namespace: namespace.to_string(),
+                    name,
+                })
+            }
         }
     }
 
-    /// The stored image `reference`, resolved for the service's platform.
-    pub fn resolve(&self, reference: &str) -> Result<ResolvedImage, ImageError> {
-        let record = self.record(reference)?;
+    /// The image `reference` of `namespace`, resolved for the service's platform.
+    pub fn resolve(&self, namespace: &Name, reference: &str) -> Result<ResolvedImage, ImageError> {
+        let record = self.record(namespace, reference)?;
         Ok(resolve(&self.store, record, &self.platform)?)
     }
 
-    /// Describes the stored image `reference`.
-    pub fn inspect(&self, reference: &str) -> Result<ImageInfo, ImageError> {
-        Ok(ImageInfo::of(&self.resolve(reference)?))
+    /// Describes the image `reference` of `namespace`.
+    pub fn inspect(&self, namespace: &Name, reference: &str) -> Result<ImageInfo, ImageError> {
+        Ok(ImageInfo::of(&self.resolve(namespace, reference)?))
     }
 
-    /// Every stored image, by name.
-    pub fn list(&self) -> Result<Vec<ImageInfo>, ImageError> {
+    /// Every image of `namespace`, by name.
+    pub fn list(&self, namespace: &Name) -> Result<Vec<ImageInfo>, ImageError> {
+        self.state.namespace(namespace)?;
         let mut out = Vec::new();
-        for record in self.store.images()? {
+        for record in self.state.images(namespace)? {
             out.push(ImageInfo::of(&resolve(
                 &self.store,
                 record,
@@ -422,12 +439,13 @@ impl ImageService {
         Ok(out)
     }
 
-    /// Removes the image record `reference`; its content goes with the next [`Self::prune`].
-    pub fn remove(&self, reference: &str) -> Result<(), ImageError> {
-        let record = self.record(reference)?;
-        self.store.remove_image(&record.name)?;
+    /// Removes the reference `reference` of `namespace`; content that no other reference
+    /// needs goes with the next [`Self::prune`].
+    pub fn remove(&self, namespace: &Name, reference: &str) -> Result<(), ImageError> {
+        let record = self.record(namespace, reference)?;
+        self.state.remove_image(namespace, &record.name)?;
         self.events.publish(Event::new(
-            "",
+            namespace.as_str(),
             EventKind::ImageDeleted {
                 name: record.name.clone(),
                 digest: record.target.digest.to_string(),
@@ -442,14 +460,16 @@ impl ImageService {
         tokio::task::spawn_blocking(move || unpack_image(&store, &*snapshots, &image)).await?
     }
 
-    /// Prepares the writable root filesystem `key` of a container on top of `reference`'s
-    /// layers (unpacking them if an import or a crash left them packed) and returns its mounts.
+    /// Prepares the writable root filesystem `key` of a container on top of the layers of
+    /// `namespace`'s image `reference` (unpacking them if an import or a crash left them
+    /// packed) and returns its mounts.
     pub async fn prepare_rootfs(
         &self,
+        namespace: &Name,
         reference: &str,
         key: &str,
     ) -> Result<Vec<Mount>, ImageError> {
-        let image = self.resolve(reference)?;
+        let image = self.resolve(namespace, reference)?;
         self.unpack(&image).await?;
         let parent = image.layers.last().map(|l| l.chain_id.to_string());
         let snapshots = self.snapshots.clone();
@@ -465,11 +485,11 @@ impl ImageService {
         Ok(self.snapshots.remove(key)?)
     }
 
-    /// Removes the blobs and unpacked layers that no image, and no container root filesystem,
-    /// needs any more.
+    /// Removes the blobs and unpacked layers that no image reference of any namespace, and no
+    /// container root filesystem, needs any more.
     pub fn prune(&self) -> Result<PruneSummary, ImageError> {
         let mut needed = HashSet::new();
-        for record in self.store.images()? {
+        for record in self.state.all_images()? {
             if let Ok(image) = resolve(&self.store, record, &self.platform) {
                 needed.extend(image.layers.iter().map(|l| l.chain_id.to_string()));
             }
@@ -493,13 +513,53 @@ impl ImageService {
                 removed += 1;
             }
         }
-        let report = self.store.prune()?;
+        // The roots are read again under the store's collection lock: a pull recorded since
+        // the snapshots were listed keeps its blobs.
+        let report = self.store.prune_with(|| -> Result<_, ImageError> {
+            let references = self.state.all_images()?;
+            Ok(references.into_iter().map(|r| r.target).collect())
+        })?;
         Ok(PruneSummary {
             blobs: report.blobs_removed,
             bytes: report.bytes_freed,
             snapshots: removed,
         })
     }
+}
+
+/// `record` under its canonical name, when the layout used a short one.
+fn canonicalize(record: ImageRecord) -> ImageRecord {
+    match canonical_name(&record.name) {
+        Ok(canonical) => ImageRecord {
+            name: canonical,
+            ..record
+        },
+        Err(_) => record,
+    }
+}
+
+/// Moves the records of an older, global content store into the state database's `default`
+/// namespace: recorded there first, then removed from the store, so that a crash in between
+/// repeats the move rather than losing a reference.
+fn adopt_global_records(store: &ContentStore, state: &StateDb) -> Result<(), ImageError> {
+    let records = store.images()?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let default = Name::parse("namespace", ADOPTING_NAMESPACE)?;
+    state.adopt_images(&default, &records)?;
+    for record in &records {
+        match store.remove_image(&record.name) {
+            Ok(_) | Err(StoreError::ImageNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(
+        namespace = ADOPTING_NAMESPACE,
+        images = records.len(),
+        "global image records moved into a namespace"
+    );
+    Ok(())
 }
 
 /// A key no other unpack in any process uses: the extraction's active snapshot.
@@ -585,6 +645,7 @@ impl Kind for ImageError {
             ImageError::Store(e) => e.kind(),
             ImageError::Layout(e) => e.kind(),
             ImageError::NotFound { .. } => ErrorKind::NotFound,
+            ImageError::State(e) => e.kind(),
             ImageError::Snapshot(e) => e.kind(),
             // A layer that cannot be applied, or that is not what the config says: the image
             // is unusable, the engine is fine.

@@ -1,10 +1,11 @@
 //! The daemon's core, async and transport-agnostic: the image service (pull and import into the
 //! content store, layers unpacked once into shared snapshots, container root filesystems on top,
-//! garbage collection), the state database (namespaces and containers), the container service
-//! (bundles, one monitor process per container, lifecycle, supervision of exits with restart
-//! policies, re-adoption of the monitors after a daemon restart, CRI logs read back, cgroup
-//! stats) and the event bus (what changed, for subscribers that may be dropped but never slow
-//! the engine); cells follow.
+//! garbage collection), the state database (namespaces, their containers and image references:
+//! content is shared between namespaces, names are not), the container service (bundles, one
+//! monitor process per container, lifecycle, supervision of exits with restart policies,
+//! re-adoption of the monitors after a daemon restart, CRI logs read back, cgroup stats) and
+//! the event bus (what changed, for subscribers that may be dropped but never slow the engine);
+//! cells follow.
 //!
 //! Non-goals: any wire format (the daemon maps gRPC onto this crate and this crate knows no proto),
 //! running containers itself (monitors do, through the runtime), registry and snapshot mechanics

@@ -1,5 +1,5 @@
-//! The daemon's state database: namespaces (tenants) and the containers they hold, with a
-//! schema version and migrations from the first release.
+//! The daemon's state database: namespaces (tenants) and the containers and image references
+//! they hold, with a schema version and migrations from the first release.
 //!
 //! Why redb: an embedded, pure-Rust key-value store with ACID transactions over copy-on-write
 //! B-trees (a crash at any point leaves the last committed state, with no recovery step and no
@@ -9,7 +9,13 @@
 //!
 //! Layout: values are JSON (readable with any redb tool, and tolerant of added fields);
 //! container keys are `(namespace, id)` so that one namespace is one contiguous range, and a
-//! second table maps `(namespace, name)` to the id so names are unique per namespace.
+//! second table maps `(namespace, name)` to the id so names are unique per namespace. Image
+//! references are keyed `(namespace, canonical name)` and hold the content store's
+//! [`ImageRecord`] (target descriptor, creation time, labels): the content they name is shared
+//! by every namespace, the names are not.
+//!
+//! Schema versions: 1 namespaces and containers; 2 adds image references (the image service
+//! moves the content store's older global records into `default` when it opens).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,16 +24,19 @@ use std::path::Path;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use testudo_image::store::ImageRecord;
+
 use crate::error::{ErrorKind, Kind};
 
 /// The schema this build writes. Bump it with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 const CONTAINERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("containers");
 const CONTAINER_NAMES: TableDefinition<(&str, &str), &str> =
     TableDefinition::new("container_names");
+const IMAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("images");
 
 /// The key under which `META` keeps the schema version.
 const SCHEMA_KEY: &str = "schema_version";
@@ -35,13 +44,18 @@ const SCHEMA_KEY: &str = "schema_version";
 /// One migration: from version `n` (its index) to `n + 1`, inside the opening transaction.
 type Migration = fn(&redb::WriteTransaction) -> Result<(), redb::Error>;
 
-/// Version 0 is an empty file; version 1 creates the tables.
-const MIGRATIONS: &[Migration] = &[create_tables_v1];
+/// Version 0 is an empty file; version 1 creates the tables; version 2 the image references.
+const MIGRATIONS: &[Migration] = &[create_tables_v1, create_images_v2];
 
 fn create_tables_v1(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(NAMESPACES)?;
     txn.open_table(CONTAINERS)?;
     txn.open_table(CONTAINER_NAMES)?;
+    Ok(())
+}
+
+fn create_images_v2(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(IMAGES)?;
     Ok(())
 }
 
@@ -82,13 +96,15 @@ pub enum StateError {
     /// The namespace exists already.
     #[error("namespace {0:?} already exists")]
     NamespaceExists(String),
-    /// The namespace still holds containers.
-    #[error("namespace {namespace:?} still holds {containers} container(s)")]
+    /// The namespace still holds containers or image references.
+    #[error("namespace {namespace:?} still holds {containers} container(s) and {images} image(s)")]
     NamespaceNotEmpty {
         /// The namespace.
         namespace: String,
-        /// How many.
+        /// How many containers.
         containers: usize,
+        /// How many image references.
+        images: usize,
     },
     /// No container with this id or name in the namespace.
     #[error("container {container:?} not found in namespace {namespace:?}")]
@@ -353,8 +369,9 @@ impl StateDb {
         decode(name.as_str(), value.value())
     }
 
-    /// Deletes namespace `name`: refused while it holds containers unless `force`, which
-    /// drops their records too (the caller stops and removes the containers first).
+    /// Deletes namespace `name`: refused while it holds containers or image references
+    /// unless `force`, which drops their records too (the caller stops and removes the
+    /// containers first; the images' content goes with the next prune).
     pub fn delete_namespace(&self, name: &Name, force: bool) -> Result<(), StateError> {
         let txn = self.db.begin_write()?;
         {
@@ -372,11 +389,17 @@ impl StateDb {
                     })
                 })
                 .collect();
-            if !ids.is_empty() && !force {
+            let mut images = txn.open_table(IMAGES)?;
+            let image_names = names_in(&images, name.as_str())?;
+            if (!ids.is_empty() || !image_names.is_empty()) && !force {
                 return Err(StateError::NamespaceNotEmpty {
                     namespace: name.to_string(),
                     containers: ids.len(),
+                    images: image_names.len(),
                 });
+            }
+            for image in &image_names {
+                images.remove((name.as_str(), image.as_str()))?;
             }
             let mut names = txn.open_table(CONTAINER_NAMES)?;
             for id in &ids {
@@ -515,6 +538,124 @@ impl StateDb {
         txn.commit()?;
         Ok(())
     }
+
+    /// Records the image references `records` in `namespace` in one transaction, each
+    /// replacing a reference of the same name there; the namespace must exist.
+    pub fn put_images(&self, namespace: &Name, records: &[ImageRecord]) -> Result<(), StateError> {
+        let ns = namespace.as_str();
+        let txn = self.db.begin_write()?;
+        {
+            if txn.open_table(NAMESPACES)?.get(ns)?.is_none() {
+                return Err(StateError::NamespaceNotFound(ns.to_owned()));
+            }
+            let mut images = txn.open_table(IMAGES)?;
+            for record in records {
+                images.insert((ns, record.name.as_str()), encode(record).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The image reference `name` of `namespace`, if there is one.
+    pub fn image(&self, namespace: &Name, name: &str) -> Result<Option<ImageRecord>, StateError> {
+        let txn = self.db.begin_read()?;
+        let images = txn.open_table(IMAGES)?;
+        let value = images.get((namespace.as_str(), name))?;
+        value.map(|v| decode(name, v.value())).transpose()
+    }
+
+    /// Every image reference of `namespace`, by name.
+    pub fn images(&self, namespace: &Name) -> Result<Vec<ImageRecord>, StateError> {
+        let ns = namespace.as_str();
+        let txn = self.db.begin_read()?;
+        let images = txn.open_table(IMAGES)?;
+        let mut out = Vec::new();
+        for entry in images.range((ns, "")..)? {
+            let (key, value) = entry?;
+            let (record_ns, name) = key.value();
+            if record_ns != ns {
+                break;
+            }
+            out.push(decode(name, value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every image reference of every namespace: the roots of garbage collection.
+    pub fn all_images(&self) -> Result<Vec<ImageRecord>, StateError> {
+        let txn = self.db.begin_read()?;
+        let images = txn.open_table(IMAGES)?;
+        let mut out = Vec::new();
+        for entry in images.iter()? {
+            let (key, value) = entry?;
+            out.push(decode(key.value().1, value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes the image reference `name` of `namespace` and returns it, if there was one.
+    pub fn remove_image(
+        &self,
+        namespace: &Name,
+        name: &str,
+    ) -> Result<Option<ImageRecord>, StateError> {
+        let txn = self.db.begin_write()?;
+        let removed = {
+            let mut images = txn.open_table(IMAGES)?;
+            let value = images.remove((namespace.as_str(), name))?;
+            value.map(|v| decode(name, v.value())).transpose()?
+        };
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// Adopts image records of an older, global image store into `namespace` (created if
+    /// missing), keeping any reference of the same name that namespace has already.
+    pub fn adopt_images(
+        &self,
+        namespace: &Name,
+        records: &[ImageRecord],
+    ) -> Result<(), StateError> {
+        let ns = namespace.as_str();
+        let txn = self.db.begin_write()?;
+        {
+            let mut namespaces = txn.open_table(NAMESPACES)?;
+            if namespaces.get(ns)?.is_none() {
+                let record = NamespaceRecord {
+                    name: namespace.clone(),
+                    created: now(),
+                    labels: BTreeMap::new(),
+                };
+                namespaces.insert(ns, encode(&record).as_slice())?;
+            }
+            let mut images = txn.open_table(IMAGES)?;
+            for record in records {
+                if images.get((ns, record.name.as_str()))?.is_none() {
+                    images.insert((ns, record.name.as_str()), encode(record).as_slice())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// The second key parts of `table`'s entries in namespace `ns`.
+fn names_in<V: redb::Value + 'static>(
+    table: &impl ReadableTable<(&'static str, &'static str), V>,
+    ns: &str,
+) -> Result<Vec<String>, StateError> {
+    let mut out = Vec::new();
+    for entry in table.range((ns, "")..)? {
+        let (key, _) = entry?;
+        let (record_ns, name) = key.value();
+        if record_ns != ns {
+            break;
+        }
+        out.push(name.to_owned());
+    }
+    Ok(out)
 }
 
 /// Now, RFC 3339 in UTC with seconds.

@@ -52,26 +52,28 @@ impl Fixture {
             false,
         );
         let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(StateDb::open(&dir.path().join("state.redb")).unwrap());
+        let namespace = Name::parse("namespace", NS).unwrap();
+        state.create_namespace(&namespace, BTreeMap::new()).unwrap();
         let images = Arc::new(
-            ImageService::open(ImageServiceConfig {
-                root: dir.path().join("images"),
-                registry: RegistryOptions {
-                    insecure: vec![registry.address()],
-                    credentials: Credentials::none(),
-                    timeout: Duration::from_secs(10),
-                    ..RegistryOptions::default()
+            ImageService::open(
+                ImageServiceConfig {
+                    root: dir.path().join("images"),
+                    registry: RegistryOptions {
+                        insecure: vec![registry.address()],
+                        credentials: Credentials::none(),
+                        timeout: Duration::from_secs(10),
+                        ..RegistryOptions::default()
+                    },
+                    snapshotter: SnapshotterChoice::Auto,
+                    platform: Platform::host(),
                 },
-                snapshotter: SnapshotterChoice::Auto,
-                platform: Platform::host(),
-            })
+                state.clone(),
+            )
             .unwrap(),
         );
         let reference = format!("{}/test/busybox:v1", registry.address());
-        images.pull(&reference, false).await.unwrap();
-        let state = Arc::new(StateDb::open(&dir.path().join("state.redb")).unwrap());
-        state
-            .create_namespace(&Name::parse("namespace", NS).unwrap(), BTreeMap::new())
-            .unwrap();
+        images.pull(&namespace, &reference, false).await.unwrap();
         let mut config = ContainerServiceConfig::new(
             dir.path().join("containers"),
             testudo_test_support::testudo_binary(),

@@ -4,12 +4,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use oci_spec::runtime::Spec;
 use testudo_engine::error::{ErrorKind, Kind};
 use testudo_engine::images::{ImageService, ImageServiceConfig, SnapshotterChoice};
+use testudo_engine::state::{Name, StateDb, StateError};
 use testudo_image::manifest::Platform;
 use testudo_image::registry::{Credentials, RegistryOptions};
 use testudo_image::runtime_config::{apply_image_config, ProcessOverrides};
@@ -19,18 +22,46 @@ use testudo_test_support::{
     PushFormat, Registry, Runtime, TestImage,
 };
 
+/// The namespace the tests' images are in.
+fn ns() -> Name {
+    Name::parse("namespace", "default").unwrap()
+}
+
+/// The state database under `root`, with the namespace [`ns`].
+fn state(root: &Path) -> Arc<StateDb> {
+    std::fs::create_dir_all(root).unwrap();
+    let state = Arc::new(StateDb::open(&root.join("state.redb")).unwrap());
+    match state.create_namespace(&ns(), BTreeMap::new()) {
+        Ok(_) | Err(StateError::NamespaceExists(_)) => {}
+        Err(e) => panic!("{e}"),
+    }
+    state
+}
+
 fn service(root: &Path, registry: &Registry, snapshotter: SnapshotterChoice) -> ImageService {
-    ImageService::open(ImageServiceConfig {
-        root: root.to_owned(),
-        registry: RegistryOptions {
-            insecure: vec![registry.address()],
-            credentials: Credentials::none(),
-            timeout: Duration::from_secs(10),
-            ..RegistryOptions::default()
+    service_with(root, registry, snapshotter, state(root))
+}
+
+fn service_with(
+    root: &Path,
+    registry: &Registry,
+    snapshotter: SnapshotterChoice,
+    state: Arc<StateDb>,
+) -> ImageService {
+    ImageService::open(
+        ImageServiceConfig {
+            root: root.to_owned(),
+            registry: RegistryOptions {
+                insecure: vec![registry.address()],
+                credentials: Credentials::none(),
+                timeout: Duration::from_secs(10),
+                ..RegistryOptions::default()
+            },
+            snapshotter,
+            platform: Platform::host(),
         },
-        snapshotter,
-        platform: Platform::host(),
-    })
+        state,
+    )
     .unwrap()
 }
 
@@ -70,13 +101,13 @@ fn push(registry: &Registry, image: &TestImage, repo_tag: &str) {
 /// its output; everything is unmounted and removed again.
 async fn run_image(images: &ImageService, reference: &str) -> String {
     let id = unique_id("image");
-    let mounts = images.prepare_rootfs(reference, &id).await.unwrap();
+    let mounts = images.prepare_rootfs(&ns(), reference, &id).await.unwrap();
     let bundle = tempfile::tempdir().unwrap();
     let rootfs = bundle.path().join("rootfs");
     std::fs::create_dir(&rootfs).unwrap();
     mount_all(&mounts, &rootfs).unwrap();
 
-    let image = images.resolve(reference).unwrap();
+    let image = images.resolve(&ns(), reference).unwrap();
     let mut spec = Spec::default();
     apply_image_config(
         &mut spec,
@@ -116,7 +147,7 @@ async fn pull_and_run(snapshotter: SnapshotterChoice) -> (tempfile::TempDir, Ima
     let root = tempfile::tempdir().unwrap();
     let images = service(root.path(), &registry, snapshotter);
     let reference = format!("{}/test/layered:v1", registry.address());
-    let info = images.pull(&reference, false).await.unwrap();
+    let info = images.pull(&ns(), &reference, false).await.unwrap();
     assert_eq!(info.layers, 4);
     assert_eq!(run_image(&images, &reference).await, EXPECTED);
     (root, images)
@@ -168,14 +199,14 @@ async fn a_layer_shared_by_two_images_is_unpacked_once_and_prune_keeps_what_is_u
 
     // A container on the second image keeps its layers through the image's removal and a prune.
     let id = unique_id("keep");
-    images.prepare_rootfs(&second, &id).await.unwrap();
-    images.remove(&second).unwrap();
+    images.prepare_rootfs(&ns(), &second, &id).await.unwrap();
+    images.remove(&ns(), &second).unwrap();
     let pruned = images.prune().unwrap();
     // Its manifest, config and own layer blob go (the unpacked layers serve the container); the
     // snapshots stay under the container's.
     assert_eq!(pruned.blobs, 3, "{pruned:?}");
     assert_eq!(pruned.snapshots, 0);
-    assert!(images.inspect(&second).is_err());
+    assert!(images.inspect(&ns(), &second).is_err());
     images.remove_rootfs(&id).unwrap();
     let pruned = images.prune().unwrap();
     assert_eq!(pruned.snapshots, 1, "the second image's own layer");
@@ -189,8 +220,8 @@ async fn pull_resolved(
     images: &ImageService,
     reference: &str,
 ) -> testudo_image::pull::ResolvedImage {
-    images.pull(reference, false).await.unwrap();
-    images.resolve(reference).unwrap()
+    images.pull(&ns(), reference, false).await.unwrap();
+    images.resolve(&ns(), reference).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +236,7 @@ async fn an_imported_layout_is_unpacked_runs_and_exports_again() {
     let root = tempfile::tempdir().unwrap();
     let images = service(root.path(), &registry, SnapshotterChoice::Overlay);
     let imported = images
-        .import(layout.path(), Some("example.test/layered"))
+        .import(&ns(), layout.path(), Some("example.test/layered"))
         .await
         .unwrap();
     assert_eq!(imported.len(), 1);
@@ -219,12 +250,12 @@ async fn an_imported_layout_is_unpacked_runs_and_exports_again() {
     let out = tempfile::tempdir().unwrap();
     let exported = out.path().join("layered.tar");
     images
-        .export(&["example.test/layered:v1"], &exported, true)
+        .export(&ns(), &["example.test/layered:v1"], &exported, true)
         .await
         .unwrap();
     let again = tempfile::tempdir().unwrap();
     let second = service(again.path(), &registry, SnapshotterChoice::Overlay);
-    let imported = second.import(&exported, None).await.unwrap();
+    let imported = second.import(&ns(), &exported, None).await.unwrap();
     assert_eq!(imported[0].name, "example.test/layered:v1");
     assert_eq!(imported[0].manifest_digest, written.manifest.digest);
 }
@@ -243,7 +274,11 @@ async fn a_layer_that_does_not_match_its_diff_id_or_escapes_is_refused_and_leave
     let root = tempfile::tempdir().unwrap();
     let images = service(root.path(), &registry, SnapshotterChoice::Overlay);
     let err = images
-        .pull(&format!("{}/test/escape:v1", registry.address()), false)
+        .pull(
+            &ns(),
+            &format!("{}/test/escape:v1", registry.address()),
+            false,
+        )
         .await
         .unwrap_err();
     let chain = error_chain(&err);
@@ -279,14 +314,18 @@ async fn a_layer_that_does_not_match_its_diff_id_or_escapes_is_refused_and_leave
         false,
     );
     let err = images
-        .pull(&format!("{}/test/lying:v1", registry.address()), false)
+        .pull(
+            &ns(),
+            &format!("{}/test/lying:v1", registry.address()),
+            false,
+        )
         .await
         .unwrap_err();
     let chain = error_chain(&err);
     assert!(chain.contains("the config says sha256:000"), "{chain}");
     assert!(images.snapshotter().list().unwrap().is_empty());
     // An image that cannot be unpacked is not recorded.
-    assert!(images.list().unwrap().is_empty());
+    assert!(images.list(&ns()).unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,14 +352,145 @@ async fn errors_carry_the_kind_a_client_acts_on() {
         ),
     ];
     for (reference, kind) in cases {
-        let err = images.pull(&reference, false).await.unwrap_err();
+        let err = images.pull(&ns(), &reference, false).await.unwrap_err();
         assert_eq!(err.kind(), kind, "{reference}: {}", error_chain(&err));
     }
     assert_eq!(
         images
-            .inspect("docker.io/library/never-pulled")
+            .inspect(&ns(), "docker.io/library/never-pulled")
             .unwrap_err()
             .kind(),
         ErrorKind::NotFound
     );
+}
+
+/// The blob files of the content store under `root`.
+fn blob_count(root: &Path) -> usize {
+    std::fs::read_dir(root.join("content/blobs/sha256"))
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_references_are_per_namespace_and_their_content_is_shared() {
+    if !require_root() {
+        return;
+    }
+    let registry = Registry::start();
+    let base = Layer::from_dir(BusyboxRootfs::new().path());
+    push(&registry, &layered_image(&base), "test/shared:v1");
+    let root = tempfile::tempdir().unwrap();
+    let state = state(root.path());
+    let other = Name::parse("namespace", "other").unwrap();
+    state.create_namespace(&other, BTreeMap::new()).unwrap();
+    let images = service_with(
+        root.path(),
+        &registry,
+        SnapshotterChoice::Overlay,
+        state.clone(),
+    );
+    let reference = format!("{}/test/shared:v1", registry.address());
+
+    images.pull(&ns(), &reference, false).await.unwrap();
+    let (blobs, snapshots) = (
+        blob_count(root.path()),
+        images.snapshotter().list().unwrap(),
+    );
+    // The other tenant sees nothing of it.
+    assert!(images.list(&other).unwrap().is_empty());
+    let err = images.inspect(&other, &reference).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        err.to_string(),
+        format!("image \"{reference}\" not found in namespace \"other\"")
+    );
+    assert_eq!(
+        images.remove(&other, &reference).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(names_of(&images.list(&ns()).unwrap()), [reference.as_str()]);
+
+    // The same image in the other namespace: nothing new is stored or unpacked.
+    images.pull(&other, &reference, false).await.unwrap();
+    assert_eq!(blob_count(root.path()), blobs);
+    assert_eq!(images.snapshotter().list().unwrap(), snapshots);
+
+    // Deleted in one namespace, it stays whole in the other, through a prune.
+    images.remove(&ns(), &reference).unwrap();
+    assert!(images.list(&ns()).unwrap().is_empty());
+    let pruned = images.prune().unwrap();
+    assert_eq!((pruned.blobs, pruned.snapshots), (0, 0), "{pruned:?}");
+    assert_eq!(
+        names_of(&images.list(&other).unwrap()),
+        [reference.as_str()]
+    );
+    let id = unique_id("other");
+    images
+        .prepare_rootfs(&other, &reference, &id)
+        .await
+        .unwrap();
+    images.remove_rootfs(&id).unwrap();
+
+    // Gone from every namespace, its content goes.
+    images.remove(&other, &reference).unwrap();
+    let pruned = images.prune().unwrap();
+    assert_eq!(pruned.blobs, 6, "manifest, config and 4 layers: {pruned:?}");
+    assert_eq!(pruned.snapshots, 4);
+    assert_eq!(blob_count(root.path()), 0);
+
+    // An unknown namespace is refused before anything is fetched.
+    let ghost = Name::parse("namespace", "ghost").unwrap();
+    let err = images.pull(&ghost, &reference, false).await.unwrap_err();
+    assert_eq!(err.to_string(), "namespace \"ghost\" not found");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(blob_count(root.path()), 0);
+}
+
+fn names_of(infos: &[testudo_engine::images::ImageInfo]) -> Vec<&str> {
+    infos.iter().map(|i| i.name.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_records_of_an_older_store_move_into_the_default_namespace() {
+    let root = tempfile::tempdir().unwrap();
+    let mut layout = ImageLayout::new();
+    layout.add_image(
+        "v1",
+        &TestImage::new(vec![Layer::new().file("f", b"x", 0o644)]),
+    );
+    // What an older daemon left: a record in the content store's own file, no namespace.
+    let store = testudo_image::store::ContentStore::open(&root.path().join("content")).unwrap();
+    testudo_image::layout::import_layout(&store, layout.path(), Some("example.test/old")).unwrap();
+    assert_eq!(store.images().unwrap().len(), 1);
+    drop(store);
+    let state = Arc::new(StateDb::open(&root.path().join("state.redb")).unwrap());
+    assert!(state.namespaces().unwrap().is_empty());
+
+    let open = |state: Arc<StateDb>| {
+        ImageService::open(
+            ImageServiceConfig {
+                root: root.path().to_owned(),
+                registry: RegistryOptions::default(),
+                snapshotter: SnapshotterChoice::Copy,
+                platform: Platform::host(),
+            },
+            state,
+        )
+        .unwrap()
+    };
+    let images = open(state.clone());
+    assert_eq!(
+        names_of(&images.list(&ns()).unwrap()),
+        ["example.test/old:v1"]
+    );
+    assert!(images.store().images().unwrap().is_empty());
+    drop(images);
+    // Opening again changes nothing, and prune keeps the adopted image's content.
+    let images = open(state);
+    assert_eq!(
+        names_of(&images.list(&ns()).unwrap()),
+        ["example.test/old:v1"]
+    );
+    assert_eq!(images.prune().unwrap().blobs, 0);
+    images.inspect(&ns(), "example.test/old:v1").unwrap();
 }

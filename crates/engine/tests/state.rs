@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use testudo_engine::error::{ErrorKind, Kind};
-use testudo_engine::state::{ContainerRecord, Name, StateDb, SCHEMA_VERSION};
+use testudo_engine::state::{ContainerRecord, Name, StateDb, StateError, SCHEMA_VERSION};
+use testudo_image::digest::Digest;
+use testudo_image::store::{ImageRecord, ImageTarget};
 
 fn name(s: &str) -> Name {
     Name::parse("test", s).unwrap()
@@ -211,4 +213,96 @@ fn a_file_from_a_newer_daemon_is_refused_and_left_alone() {
     let meta: redb::TableDefinition<&str, u32> = redb::TableDefinition::new("meta");
     let table = txn.open_table(meta).unwrap();
     assert_eq!(table.get("schema_version").unwrap().unwrap().value(), 99);
+}
+
+#[test]
+fn a_version_1_file_gains_image_references_and_keeps_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        // What a version 1 daemon wrote: its tables, one namespace.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, u32> = redb::TableDefinition::new("meta");
+            txn.open_table(meta)
+                .unwrap()
+                .insert("schema_version", 1)
+                .unwrap();
+            let namespaces: redb::TableDefinition<&str, &[u8]> =
+                redb::TableDefinition::new("namespaces");
+            let record = br#"{"name":"acme","created":"2026-01-01T00:00:00Z"}"#;
+            txn.open_table(namespaces)
+                .unwrap()
+                .insert("acme", record.as_slice())
+                .unwrap();
+            let containers: redb::TableDefinition<(&str, &str), &[u8]> =
+                redb::TableDefinition::new("containers");
+            txn.open_table(containers).unwrap();
+            let names: redb::TableDefinition<(&str, &str), &str> =
+                redb::TableDefinition::new("container_names");
+            txn.open_table(names).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let db = StateDb::open(&path).unwrap();
+    assert_eq!(db.schema_version().unwrap(), 2);
+    assert_eq!(
+        db.namespace(&name("acme")).unwrap().created,
+        "2026-01-01T00:00:00Z"
+    );
+    assert!(db.images(&name("acme")).unwrap().is_empty());
+}
+
+fn image_record(image: &str) -> ImageRecord {
+    let target = ImageTarget {
+        media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+        digest: Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap(),
+        size: 10,
+    };
+    ImageRecord::new(image, target)
+}
+
+#[test]
+fn image_references_are_per_namespace_and_keep_a_namespace_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    for ns in ["acme", "beta"] {
+        db.create_namespace(&name(ns), BTreeMap::new()).unwrap();
+    }
+    let web = image_record("example.com/web:v1");
+    db.put_images(&name("acme"), std::slice::from_ref(&web))
+        .unwrap();
+    assert_eq!(
+        db.images(&name("acme")).unwrap(),
+        std::slice::from_ref(&web)
+    );
+    assert!(db.images(&name("beta")).unwrap().is_empty());
+    assert_eq!(db.image(&name("beta"), &web.name).unwrap(), None);
+    assert!(matches!(
+        db.put_images(&name("ghost"), std::slice::from_ref(&web)),
+        Err(StateError::NamespaceNotFound(_))
+    ));
+    db.put_images(&name("beta"), std::slice::from_ref(&web))
+        .unwrap();
+    assert_eq!(db.all_images().unwrap().len(), 2);
+
+    let refused = db.delete_namespace(&name("acme"), false).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "namespace \"acme\" still holds 0 container(s) and 1 image(s)"
+    );
+    assert_eq!(refused.kind(), ErrorKind::FailedPrecondition);
+    db.delete_namespace(&name("acme"), true).unwrap();
+    // beta's reference of the same name is untouched.
+    assert_eq!(db.all_images().unwrap(), std::slice::from_ref(&web));
+    assert_eq!(
+        db.remove_image(&name("beta"), &web.name).unwrap(),
+        Some(web)
+    );
+    assert_eq!(
+        db.remove_image(&name("beta"), "example.com/web:v1")
+            .unwrap(),
+        None
+    );
 }

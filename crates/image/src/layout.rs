@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageIndex, OciLayout, ANNOTATION_REF_NAME};
 
-pub use export::export_layout;
+pub use export::{export_layout, export_layout_records};
 use source::LayoutSource;
 
 use crate::digest::{Digest, DigestError};
@@ -215,6 +215,22 @@ pub fn import_layout(
     default_name: Option<&str>,
 ) -> Result<Vec<ImageRecord>, LayoutError> {
     let _lease = store.lease()?;
+    let records = import_layout_content(store, source, default_name)?;
+    for record in &records {
+        store.put_image(record)?;
+    }
+    Ok(records)
+}
+
+/// [`import_layout`] without writing the records into the store: for callers that keep
+/// image references elsewhere. Hold a [`ContentStore::lease`] from before the call until the
+/// records are kept, so that a prune cannot take the blobs in between.
+pub fn import_layout_content(
+    store: &ContentStore,
+    source: &Path,
+    default_name: Option<&str>,
+) -> Result<Vec<ImageRecord>, LayoutError> {
+    let _lease = store.lease()?;
     let mut layout = LayoutSource::open(store, source)?;
     check_layout_version(source, &layout.oci_layout)?;
     let index: ImageIndex =
@@ -248,13 +264,10 @@ pub fn import_layout(
     for blob in staged {
         blob.publish(store)?;
     }
-    let mut records = Vec::new();
-    for (name, target) in entries {
-        let record = ImageRecord::new(name, target);
-        store.put_image(&record)?;
-        records.push(record);
-    }
-    Ok(records)
+    Ok(entries
+        .into_iter()
+        .map(|(name, target)| ImageRecord::new(name, target))
+        .collect())
 }
 
 fn check_layout_version(path: &Path, oci_layout: &[u8]) -> Result<(), LayoutError> {

@@ -29,6 +29,10 @@
 //! - A second [`Ingest`] of a digest that is already being ingested fails at once with
 //!   [`StoreError::IngestBusy`] rather than waiting: the caller (the puller) knows whether it
 //!   wants to wait for the other download, retry later, or give up.
+//! - A caller may keep its image references elsewhere (the engine keeps them per namespace in
+//!   its state database) and leave `images.json` empty: it imports with
+//!   `layout::import_layout_content`, records after `pull::fetch` itself, and prunes with
+//!   [`ContentStore::prune_with`], which asks it for its roots under the collection lock.
 //! - Walking images (index -> manifests -> config + layers) reads manifests with
 //!   [`oci_spec::image`] types directly, refusing any over [`MAX_MANIFEST_BYTES`].
 
@@ -384,23 +388,39 @@ impl ContentStore {
     /// manifest's config and layers) and every file in `ingest/` that no writer holds.
     /// Fails with [`StoreError::Busy`] while a writer holds the store (see [`Lease`]).
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
+        self.prune_with(|| Ok::<_, StoreError>(Vec::new()))
+    }
+
+    /// [`ContentStore::prune`], also keeping what the targets `roots` returns refer to: for
+    /// callers that keep image references elsewhere (the engine, in its state database).
+    /// `roots` is called with the collection lock held, so that no writer can record a new
+    /// reference between its answer and the sweep.
+    pub fn prune_with<E: From<StoreError>>(
+        &self,
+        roots: impl FnOnce() -> Result<Vec<ImageTarget>, E>,
+    ) -> Result<PruneReport, E> {
         let Some(_gc) = FileLock::try_exclusive(&self.root.join(GC_LOCK_FILE))? else {
             return Err(StoreError::Busy {
                 root: self.root.clone(),
-            });
+            }
+            .into());
         };
-        let marked = self.reachable_blobs()?;
+        let marked = self.reachable_blobs(roots()?)?;
         let mut report = PruneReport::default();
         self.sweep_blobs(&marked, &mut report)?;
         self.sweep_ingests(&mut report)?;
         Ok(report)
     }
 
-    /// Every stored blob reachable from an image record; blobs missing from the store are
-    /// skipped (there is nothing to keep), but a stored manifest that cannot be parsed is an
-    /// error, so that its children are never collected by mistake.
-    fn reachable_blobs(&self) -> Result<HashSet<Digest>, StoreError> {
-        let roots: Vec<ImageTarget> = self.images()?.into_iter().map(|r| r.target).collect();
+    /// Every stored blob reachable from an image record or from `extra_roots`; blobs missing
+    /// from the store are skipped (there is nothing to keep), but a stored manifest that cannot
+    /// be parsed is an error, so that its children are never collected by mistake.
+    fn reachable_blobs(
+        &self,
+        extra_roots: Vec<ImageTarget>,
+    ) -> Result<HashSet<Digest>, StoreError> {
+        let mut roots: Vec<ImageTarget> = self.images()?.into_iter().map(|r| r.target).collect();
+        roots.extend(extra_roots);
         let mut marked = HashSet::new();
         walk::walk::<StoreError>(&roots, |node| {
             if !self.contains(&node.digest) {

@@ -14,7 +14,8 @@ use store_fixtures::{
     image, index, layout_blob, tar_layout, tree, write_layout, TestImage, REF_NAME,
 };
 use testudo_image::layout::{
-    export_layout, import_layout, LayoutError, ANNOTATION_CONTAINERD_NAME,
+    export_layout, export_layout_records, import_layout, import_layout_content, LayoutError,
+    ANNOTATION_CONTAINERD_NAME,
 };
 use testudo_image::store::{ContentStore, ImageTarget};
 use testudo_test_support::error_chain;
@@ -213,6 +214,29 @@ fn skopeo_reads_an_exported_layout() {
             );
         }
     }
+}
+
+#[test]
+fn content_imported_without_records_exports_from_the_callers_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let app = image("amd64", &["app"]);
+    let layout = dir.path().join("layout");
+    write_layout(&layout, &[(&app, json!({REF_NAME: "v1"}))]);
+    let records = import_layout_content(&store, &layout, Some("example.com/app")).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].name, "example.com/app:v1");
+    assert_stored(&store, &app);
+    // The store itself names nothing: the caller keeps the records.
+    assert!(store.images().unwrap().is_empty());
+
+    let exported = dir.path().join("out.tar");
+    export_layout_records(&store, &records, &exported, true).unwrap();
+    let copy = ContentStore::open(&dir.path().join("copy")).unwrap();
+    let again = import_layout(&copy, &exported, None).unwrap();
+    assert_eq!(again[0].name, "example.com/app:v1");
+    assert_eq!(again[0].target, records[0].target);
+    assert_stored(&copy, &app);
 }
 
 #[test]

@@ -337,6 +337,34 @@ fn prune_keeps_every_blob_an_image_reaches_and_removes_the_rest() {
 }
 
 #[test]
+fn prune_with_keeps_what_the_callers_roots_reach_and_asks_under_the_lock() {
+    let (_dir, store) = open();
+    let kept = image("amd64", &["base", "kept"]);
+    kept.write_to(&store);
+    let orphan = image("amd64", &["orphan"]);
+    orphan.write_to(&store);
+    let report = store
+        .prune_with(|| {
+            // The collection lock is held: a writer cannot start now.
+            assert!(matches!(store.prune(), Err(StoreError::Busy { .. })));
+            Ok::<_, StoreError>(vec![kept.target()])
+        })
+        .unwrap();
+    assert_eq!(report.blobs_removed, orphan.blobs.len() as u64);
+    assert!(kept.digests().iter().all(|d| store.contains(d)));
+    assert!(orphan.digests().iter().all(|d| !store.contains(d)));
+
+    // A caller whose roots cannot be read prunes nothing.
+    let failed = store.prune_with(|| {
+        Err::<Vec<ImageTarget>, _>(StoreError::ImageNotFound {
+            name: "unreadable".to_owned(),
+        })
+    });
+    assert!(matches!(failed, Err(StoreError::ImageNotFound { .. })));
+    assert!(kept.digests().iter().all(|d| store.contains(d)));
+}
+
+#[test]
 fn prune_tolerates_images_whose_blobs_are_missing() {
     let (_dir, store) = open();
     let partial = image("amd64", &["present", "absent"]);

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -46,8 +47,13 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(insecure: &[String]) -> Daemon {
+        Daemon::start_with(insecure, &[])
+    }
+
+    /// [`Daemon::start`] with further flags (such as `--listen-tcp`).
+    pub(crate) fn start_with(insecure: &[String], extra: &[&OsStr]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let child = spawn_daemon(dir.path(), insecure);
+        let child = spawn_daemon_with(dir.path(), insecure, extra);
         let daemon = Daemon { dir, child };
         daemon.wait_ready();
         daemon
@@ -153,6 +159,11 @@ pub(crate) const CGROUP_PARENT: &str = "/testudo-test";
 /// Starts `testudod` on `dir` with the runtime of `TESTUDO_BIN` (or the target directory's), logs
 /// under `<dir>/logs` and cgroups under [`CGROUP_PARENT`].
 pub(crate) fn spawn_daemon(dir: &Path, insecure: &[String]) -> Child {
+    spawn_daemon_with(dir, insecure, &[])
+}
+
+/// [`spawn_daemon`] with further flags.
+pub(crate) fn spawn_daemon_with(dir: &Path, insecure: &[String], extra: &[&OsStr]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_testudod"));
     cmd.arg("--root")
         .arg(dir.join("root"))
@@ -170,6 +181,7 @@ pub(crate) fn spawn_daemon(dir: &Path, insecure: &[String]) -> Child {
     for registry in insecure {
         cmd.args(["--insecure-registry", registry]);
     }
+    cmd.args(extra);
     cmd.spawn().unwrap()
 }
 
@@ -195,4 +207,24 @@ pub(crate) async fn channel(socket: PathBuf) -> tonic::transport::Channel {
         }))
         .await
         .unwrap()
+}
+
+/// The address the daemon logged for its TCP listener (it is started with port 0).
+pub(crate) fn logged_tcp_address(dir: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = std::fs::read_to_string(dir.join("testudod.log")).unwrap_or_default();
+        let address = log
+            .lines()
+            .filter(|l| l.contains("serving on TCP with mutual TLS"))
+            .find_map(|l| l.split("address=").nth(1));
+        if let Some(address) = address {
+            return address.trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no TCP address in the log: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -351,7 +351,7 @@ impl ContainerService {
                 return Err(ContainerError::NetnsNotFound { path: path.clone() });
             }
         }
-        let image = self.images.resolve(&request.image)?;
+        let image = self.images.resolve(&namespace, &request.image)?;
 
         let paths = self.paths(&namespace, &id, &name);
         let mut made = Made::default();
@@ -415,7 +415,7 @@ impl ContainerService {
 
         let mounts = self
             .images
-            .prepare_rootfs(&request.image, &paths.snapshot_key)
+            .prepare_rootfs(&record.namespace, &request.image, &paths.snapshot_key)
             .await?;
         made.snapshot = true;
         mount_all(&mounts, &paths.rootfs).map_err(|source| ContainerError::Rootfs {

@@ -25,15 +25,26 @@ pub fn export_layout(
     dest: &Path,
     as_tar: bool,
 ) -> Result<(), LayoutError> {
+    let records = names
+        .iter()
+        .map(|name| store.image(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    export_layout_records(store, &records, dest, as_tar)
+}
+
+/// [`export_layout`] of the images `records`, for callers that keep image references outside
+/// the store; their content must be in the store.
+pub fn export_layout_records(
+    store: &ContentStore,
+    records: &[ImageRecord],
+    dest: &Path,
+    as_tar: bool,
+) -> Result<(), LayoutError> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(LayoutError::DestinationExists {
             path: dest.to_owned(),
         });
     }
-    let records = names
-        .iter()
-        .map(|name| store.image(name))
-        .collect::<Result<Vec<_>, _>>()?;
     // The blobs must not be pruned while they are copied.
     let _lease = store.lease()?;
     let roots: Vec<_> = records.iter().map(|r| r.target.clone()).collect();
@@ -52,7 +63,7 @@ pub fn export_layout(
             Ok(None)
         }
     })?;
-    let index = index_document(&records)?;
+    let index = index_document(records)?;
 
     let mut temp = TempPath {
         path: temp_sibling(dest),
