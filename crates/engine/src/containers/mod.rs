@@ -15,10 +15,13 @@
 //!
 //! Logs go to `<log root>/<ns>/<name>.log` in the CRI format, written by the monitor.
 //!
-//! Non-goals here: restart policies, exec/attach, re-adopting monitors after a daemon restart,
+//! Exec and attach (`exec`): the monitor hands over the process's stdio, which become async handles.
+//!
+//! Non-goals here: restart policies, re-adopting monitors after a daemon restart,
 //! networks beyond none/host/join (later increments).
 
 mod error;
+mod exec;
 mod files;
 mod request;
 
@@ -40,6 +43,7 @@ use testudo_monitor_protocol::{
 use testudo_snapshot::{mount_all, unmount};
 
 pub use error::ContainerError;
+pub use exec::{ExecRequest, ExitFuture, OutputChunk, OutputStream, ProcessIo, TerminalResize};
 pub use request::{
     apply_request, validate, CreateRequest, MountRequest, NetworkMode, Resources, RestartPolicy,
     SpecContext, CPU_PERIOD_MICROS, INIT_PATH,
@@ -338,7 +342,7 @@ impl ContainerService {
             bundle: paths.bundle.clone(),
             log_path: paths.log.clone(),
             log_rotation: LogRotation::default(),
-            tty: false,
+            tty: request.tty,
             stdin: request.stdin,
         };
         let (pid, _warnings) = self

@@ -282,14 +282,27 @@ pub(super) fn readable_now(fd: BorrowedFd<'_>) -> bool {
 /// the state directory for one create or exec and removed when dropped.
 pub(super) struct ConsoleSocket {
     listener: UnixListener,
+    /// `/proc/self/fd/<dir>/console.sock`: a state directory's own path may be too long for a
+    /// socket address (108 bytes); through the descriptor it is short. The runtime connects from
+    /// this process, where the path resolves.
     path: PathBuf,
+    _dir: OwnedFd,
 }
 
 impl ConsoleSocket {
     /// Binds `<state_dir>/console.sock` (one at a time: the monitor is single-threaded), replacing
     /// one left by a monitor that died.
     pub(super) fn bind(state_dir: &Path) -> io::Result<Self> {
-        let path = state_dir.join("console.sock");
+        use rustix::fs::{open, Mode, OFlags};
+        let dir = open(
+            state_dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let path = PathBuf::from(format!(
+            "/proc/self/fd/{}/console.sock",
+            std::os::fd::AsRawFd::as_raw_fd(&dir)
+        ));
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -297,7 +310,11 @@ impl ConsoleSocket {
         }
         let listener = UnixListener::bind(&path)?;
         listener.set_nonblocking(true)?;
-        Ok(Self { listener, path })
+        Ok(Self {
+            listener,
+            path,
+            _dir: dir,
+        })
     }
 
     pub(super) fn path(&self) -> &Path {
