@@ -521,13 +521,6 @@ async fn bad_requests_get_their_kind_and_leave_nothing() {
         ErrorKind::NotFound
     );
 
-    let mut tty = f.request("true");
-    tty.tty = true;
-    assert_eq!(
-        kind(f.containers.create(NS, tty).await),
-        ErrorKind::InvalidArgument
-    );
-
     // Refused after the root filesystem was prepared and mounted: all of it is undone.
     let mut unknown_user = f.request("true");
     unknown_user.user = Some("nosuchuser".into());

@@ -1,16 +1,23 @@
 //! A blocking client: one connection, one request at a time.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+
+use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
 use thiserror::Error;
 
 use crate::frame::{decode, encode, FrameDecoder, FrameError};
 use crate::message::{
-    ContainerRecord, CreateContainer, ErrorKind, ErrorReply, ExitStatus, Request, Response,
-    PROTOCOL_VERSION,
+    ContainerRecord, CreateContainer, ErrorKind, ErrorReply, ExecProcess, ExitStatus, FdRole,
+    Request, Response, PROTOCOL_VERSION,
 };
+
+/// The most descriptors one response carries.
+const MAX_FDS: usize = 4;
 
 /// Why a call to the monitor failed.
 #[derive(Debug, Error)]
@@ -36,6 +43,14 @@ pub enum ClientError {
     /// The monitor refused the request.
     #[error(transparent)]
     Refused(ErrorReply),
+    /// The descriptors that came with a response do not match what it lists.
+    #[error("the monitor sent {received} descriptors with a response that lists {listed}")]
+    Descriptors {
+        /// How many arrived.
+        received: usize,
+        /// How many the response lists.
+        listed: usize,
+    },
     /// The monitor answered with a response that does not fit the request.
     #[error("unexpected response to {request}: {response}")]
     Unexpected {
@@ -56,12 +71,63 @@ impl ClientError {
     }
 }
 
+/// The stdio of a process as handed over by the monitor ([`Client::exec`], [`Client::attach`]);
+/// see [`FdRole`] for what each is. Dropping it closes them (for an attach: detaches).
+#[derive(Debug, Default)]
+pub struct ProcessStdio {
+    /// Write end of the process's stdin.
+    pub stdin: Option<OwnedFd>,
+    /// Read end of its stdout (of all its output on a terminal).
+    pub stdout: Option<OwnedFd>,
+    /// Read end of its stderr.
+    pub stderr: Option<OwnedFd>,
+    /// Its terminal's master.
+    pub terminal: Option<OwnedFd>,
+}
+
+impl ProcessStdio {
+    fn from_roles(roles: &[FdRole], fds: Vec<OwnedFd>) -> Result<Self, ClientError> {
+        if roles.len() != fds.len() {
+            return Err(ClientError::Descriptors {
+                received: fds.len(),
+                listed: roles.len(),
+            });
+        }
+        let mut stdio = Self::default();
+        for (role, fd) in roles.iter().zip(fds) {
+            let slot = match role {
+                FdRole::Stdin => &mut stdio.stdin,
+                FdRole::Stdout => &mut stdio.stdout,
+                FdRole::Stderr => &mut stdio.stderr,
+                FdRole::Terminal => &mut stdio.terminal,
+            };
+            *slot = Some(fd);
+        }
+        Ok(stdio)
+    }
+}
+
+/// Sets the size of the terminal whose master (or slave) is `terminal` (`TIOCSWINSZ`); the
+/// kernel tells the terminal's foreground process group with `SIGWINCH`.
+pub fn resize_terminal(terminal: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(terminal, size)?;
+    Ok(())
+}
+
 /// A connection to a monitor, past the version exchange.
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
     decoder: FrameDecoder,
     monitor_pid: i32,
+    /// Descriptors received with the bytes read so far for the current response.
+    received: Vec<OwnedFd>,
 }
 
 impl Client {
@@ -75,6 +141,7 @@ impl Client {
             stream,
             decoder: FrameDecoder::new(),
             monitor_pid: 0,
+            received: Vec::new(),
         };
         match client.call(&Request::Hello {
             version: PROTOCOL_VERSION,
@@ -91,20 +158,55 @@ impl Client {
     }
 
     /// Sends one request and reads its response; a refusal is a response here, not an error.
+    /// Descriptors that came with the response are dropped; see [`Client::call_with_fds`].
     pub fn call(&mut self, request: &Request) -> Result<Response, ClientError> {
+        self.call_with_fds(request).map(|(response, _)| response)
+    }
+
+    /// Sends one request and reads its response and the descriptors that came with it.
+    pub fn call_with_fds(
+        &mut self,
+        request: &Request,
+    ) -> Result<(Response, Vec<OwnedFd>), ClientError> {
         let frame = encode(request)?;
         self.stream.write_all(&frame).map_err(ClientError::Io)?;
+        self.received.clear();
         let mut chunk = [0u8; 4096];
         loop {
             if let Some(body) = self.decoder.next_frame()? {
-                return Ok(decode(body)?);
+                let response = decode(body)?;
+                return Ok((response, std::mem::take(&mut self.received)));
             }
-            let n = self.stream.read(&mut chunk).map_err(ClientError::Io)?;
+            let n = self.receive(&mut chunk)?;
             if n == 0 {
                 return Err(ClientError::Closed);
             }
             self.decoder.push(&chunk[..n]);
         }
+    }
+
+    /// One `recvmsg`, keeping the descriptors that ride with the bytes.
+    fn receive(&mut self, chunk: &mut [u8]) -> Result<usize, ClientError> {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let message = loop {
+            match recvmsg(
+                self.stream.as_fd(),
+                &mut [IoSliceMut::new(chunk)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
+                Ok(message) => break message,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(ClientError::Io(e.into())),
+            }
+        };
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = message {
+                self.received.extend(fds);
+            }
+        }
+        Ok(message.bytes)
     }
 
     /// Creates a container; returns its init's pid and the runtime's warnings.
@@ -166,15 +268,57 @@ impl Client {
         }
     }
 
+    /// Runs a process in a running container; returns its host pid and its stdio.
+    pub fn exec(&mut self, request: ExecProcess) -> Result<(i32, ProcessStdio), ClientError> {
+        let (response, fds) = self.answer_with_fds("exec", &Request::Exec(request))?;
+        match response {
+            Response::ExecStarted { pid, fds: roles } => {
+                Ok((pid, ProcessStdio::from_roles(&roles, fds)?))
+            }
+            other => Err(unexpected("exec", &other)),
+        }
+    }
+
+    /// Blocks until exec process `exec_id` of container `id` has exited.
+    pub fn wait_exec(&mut self, id: &str, exec_id: &str) -> Result<ExitStatus, ClientError> {
+        let request = Request::WaitExec {
+            id: id.into(),
+            exec_id: exec_id.into(),
+        };
+        match self.answer("wait_exec", &request)? {
+            Response::Exited(status) => Ok(status),
+            other => Err(unexpected("wait_exec", &other)),
+        }
+    }
+
+    /// Attaches to a container: its output from now on, its input and its terminal. A
+    /// [`Client::wait`] on the same connection afterwards gives its exit.
+    pub fn attach(&mut self, id: &str) -> Result<ProcessStdio, ClientError> {
+        let (response, fds) = self.answer_with_fds("attach", &Request::Attach { id: id.into() })?;
+        match response {
+            Response::Attached { fds: roles } => ProcessStdio::from_roles(&roles, fds),
+            other => Err(unexpected("attach", &other)),
+        }
+    }
+
     /// Asks the monitor to exit once it has no containers.
     pub fn shutdown(&mut self) -> Result<(), ClientError> {
         self.done("shutdown", &Request::Shutdown)
     }
 
     fn answer(&mut self, name: &'static str, request: &Request) -> Result<Response, ClientError> {
-        match self.call(request)? {
-            Response::Error(reply) => Err(ClientError::Refused(reply)),
-            Response::Hello { .. } => Err(ClientError::Unexpected {
+        self.answer_with_fds(name, request)
+            .map(|(response, _)| response)
+    }
+
+    fn answer_with_fds(
+        &mut self,
+        name: &'static str,
+        request: &Request,
+    ) -> Result<(Response, Vec<OwnedFd>), ClientError> {
+        match self.call_with_fds(request)? {
+            (Response::Error(reply), _) => Err(ClientError::Refused(reply)),
+            (Response::Hello { .. }, _) => Err(ClientError::Unexpected {
                 request: name,
                 response: "hello".into(),
             }),
@@ -201,6 +345,7 @@ fn unexpected(request: &'static str, response: &Response) -> ClientError {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use std::io::Read;
     use std::os::unix::net::UnixListener;
 
     use super::*;

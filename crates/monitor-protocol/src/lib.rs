@@ -3,8 +3,9 @@
 //! synchronous client.
 //!
 //! Non-goals: no I/O policy beyond the blocking [`Client`] (an async caller frames with [`encode`] and
-//! [`FrameDecoder`] itself), no container logic, no dependency on any other testudo crate (both the
-//! async daemon and the synchronous monitor link it).
+//! [`FrameDecoder`] itself, and receives descriptors with `recvmsg`), no container logic, no dependency
+//! on any other testudo crate (both the async daemon and the synchronous monitor link it; `rustix`
+//! gives the descriptor passing and the terminal resize without `unsafe`).
 //!
 //! # Why JSON in length-prefixed frames, not protobuf
 //!
@@ -34,6 +35,13 @@
 //!   stays usable because the framing is intact.
 //! - A client MUST keep its write side open until it has read its responses: the monitor treats end of
 //!   file as the end of the connection.
+//! - [`Response::ExecStarted`] and [`Response::Attached`] carry descriptors as `SCM_RIGHTS`
+//!   ancillary data on the bytes of their frame, so a client that sends [`Request::Exec`] or
+//!   [`Request::Attach`] MUST read with `recvmsg` (the [`Client`] always does); the monitor is then no
+//!   byte pump for exec processes. An attached client's output pipes are fed by the monitor as it
+//!   logs: a client that falls a pipe buffer behind is detached (its pipes are closed), and the pipes
+//!   reach end of file when the container's process has exited; a [`Request::Wait`] sent after the
+//!   attach then gives the exit.
 //! - The monitor keeps a [`ContainerRecord`] per container at [`record_path`] in its state directory,
 //!   replaced atomically (and durably) on every change of state, so a daemon that restarts learns how a
 //!   container ended even if the monitor has gone.
@@ -43,10 +51,10 @@ mod frame;
 mod message;
 mod record;
 
-pub use client::{Client, ClientError};
+pub use client::{resize_terminal, Client, ClientError, ProcessStdio};
 pub use frame::{decode, encode, FrameDecoder, FrameError, MAX_FRAME};
 pub use message::{
-    ContainerRecord, ContainerStatus, CreateContainer, ErrorKind, ErrorReply, ExitStatus,
-    LogRotation, Request, Response, Termination, PROTOCOL_VERSION,
+    ContainerRecord, ContainerStatus, CreateContainer, ErrorKind, ErrorReply, ExecProcess,
+    ExitStatus, FdRole, LogRotation, Request, Response, Termination, PROTOCOL_VERSION,
 };
 pub use record::{read_record, read_records, record_path, RecordError, RECORD_DIR};

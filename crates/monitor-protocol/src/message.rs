@@ -55,6 +55,70 @@ pub enum Request {
     },
     /// The monitor refuses new containers and exits once it has none left.
     Shutdown,
+    /// Runs another process in a running container (the runtime's `exec`); the monitor is its
+    /// parent and reaps it. The answer, [`Response::ExecStarted`], carries the process's stdio.
+    Exec(ExecProcess),
+    /// Answered when exec process `exec_id` of container `id` has exited, with its exit; the monitor
+    /// then forgets it.
+    WaitExec {
+        /// Container id.
+        id: String,
+        /// The exec process's id, as given in [`ExecProcess::exec_id`].
+        exec_id: String,
+    },
+    /// Hands the client the container's output from now on (the monitor keeps logging it) and its
+    /// input; the answer is [`Response::Attached`]. Closing the descriptors detaches.
+    Attach {
+        /// Container id.
+        id: String,
+    },
+}
+
+/// What [`Request::Exec`] runs, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecProcess {
+    /// Container id.
+    pub id: String,
+    /// The exec process's id, unique among the container's exec processes the monitor knows.
+    pub exec_id: String,
+    /// argv; the program is looked up in the container.
+    pub args: Vec<String>,
+    /// `NAME=value` entries added to the container's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Working directory in the container (the container's when absent).
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// User id in the container (the container's when absent).
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Group id in the container (0 when `uid` is given without it).
+    #[serde(default)]
+    pub gid: Option<u32>,
+    /// Run it on a new terminal, whose master is handed over as [`FdRole::Terminal`].
+    #[serde(default)]
+    pub tty: bool,
+    /// Give it a stdin pipe handed over as [`FdRole::Stdin`] (without a terminal), instead of
+    /// `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+}
+
+/// What a descriptor handed over with [`Response::ExecStarted`] or [`Response::Attached`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FdRole {
+    /// The write end of the process's stdin.
+    Stdin,
+    /// The read end of its stdout (for a terminal: of everything it writes).
+    Stdout,
+    /// The read end of its stderr.
+    Stderr,
+    /// The master of its terminal: writing it is the process's input, `TIOCSWINSZ` on it resizes
+    /// the terminal ([`resize_terminal`](crate::resize_terminal)). For an exec process it is also
+    /// where the output is read; an attached client reads the output from [`FdRole::Stdout`]
+    /// instead, as the monitor reads the master to log it.
+    Terminal,
 }
 
 /// What [`Request::CreateContainer`] needs.
@@ -69,7 +133,8 @@ pub struct CreateContainer {
     /// When to rotate the log file.
     #[serde(default)]
     pub log_rotation: LogRotation,
-    /// Give the container a terminal (reserved: refused in this version).
+    /// Give the container a terminal: the bundle's `process.terminal` must be true. Its output is
+    /// logged as one stream, stdout.
     #[serde(default)]
     pub tty: bool,
     /// Give the container a stdin pipe that the monitor holds open (the container sees no end of
@@ -131,8 +196,23 @@ pub enum Response {
         /// Sorted by id.
         containers: Vec<ContainerRecord>,
     },
-    /// The container has exited.
+    /// The container (or the exec process) has exited.
     Exited(ExitStatus),
+    /// The exec process runs. Its stdio rides with this frame as `SCM_RIGHTS` descriptors, in the
+    /// order of `fds`; the monitor keeps no copy.
+    ExecStarted {
+        /// Host pid of the process.
+        pid: i32,
+        /// What each handed-over descriptor is.
+        fds: Vec<FdRole>,
+    },
+    /// The client is attached. The descriptors ride with this frame as `SCM_RIGHTS`, in the order
+    /// of `fds`: one output pipe per stream (one, [`FdRole::Stdout`], for a terminal), the
+    /// container's stdin when it was created with one, and for a terminal its master.
+    Attached {
+        /// What each handed-over descriptor is.
+        fds: Vec<FdRole>,
+    },
     /// The request failed.
     Error(ErrorReply),
 }

@@ -2,7 +2,7 @@
 
 use testudo_monitor_protocol::ErrorKind;
 use testudo_runtime::state::StateError;
-use testudo_runtime::{ControlError, CreateError};
+use testudo_runtime::{ControlError, CreateError, ExecError};
 
 fn state_error_kind(error: &StateError) -> ErrorKind {
     match error {
@@ -44,6 +44,17 @@ pub(crate) fn control_error_kind(error: &ControlError) -> ErrorKind {
         }
         ControlError::Spec(_) | ControlError::Cgroup(_) | ControlError::Io { .. } => {
             ErrorKind::Internal
+        }
+    }
+}
+
+/// The kind of a failed `exec`.
+pub(crate) fn exec_error_kind(error: &ExecError) -> ErrorKind {
+    match error {
+        ExecError::Container(e) => control_error_kind(e),
+        ExecError::Setup(e) => create_error_kind(e),
+        ExecError::ProcessFile { .. } | ExecError::UnknownCapability(_) | ExecError::NoArgs => {
+            ErrorKind::InvalidArgument
         }
     }
 }

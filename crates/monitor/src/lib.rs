@@ -4,8 +4,11 @@
 //! answers the daemon on its own unix socket (the protocol of `testudo-monitor-protocol`). It does not
 //! depend on the daemon: it detaches from whoever started it, so containers outlive a daemon restart.
 //!
-//! Non-goals (in this version): exec, attach and terminals; in-place upgrade; restart policies;
-//! deciding anything about containers beyond what it is asked to do.
+//! It also runs exec processes in its containers (it is their parent and reaps them), gives a
+//! container's main process a terminal, and lets clients attach to a running container.
+//!
+//! Non-goals (in this version): in-place upgrade; restart policies; deciding anything about
+//! containers beyond what it is asked to do; moving the bytes of exec processes.
 //!
 //! Design decisions:
 //! - One thread, one `poll(2)` loop, no async runtime: the runtime library forks the container's init
@@ -18,6 +21,13 @@
 //!   points its own descriptors 0-2 at the container's pipes and then restores them.
 //! - Memory per container is a few hundred bytes plus what its output needs: one 16 KiB read buffer is
 //!   shared by all pipes, and a partial line is held only while it is incomplete.
+//! - Exec processes' stdio ends (pipes, or the terminal's master) are handed to the client over the
+//!   socket (`SCM_RIGHTS`) and not kept: the monitor is no byte pump, and whoever holds a master
+//!   resizes it. An attached client gets pipes that the monitor tees its logging into, without
+//!   blocking (a client that falls a pipe buffer behind is detached), plus copies of the container's
+//!   stdin and terminal master.
+//! - A terminal's master is read only after a zero-timeout poll, not made non-blocking: attached
+//!   clients share its file status flags and expect blocking writes.
 //! - Records are replaced atomically (temp file, `fsync`, rename, `fsync` of the directory) on every
 //!   change of state; log durability is explained in `cri_log`.
 

@@ -2,11 +2,13 @@
 //! containers' output pipes and their inits' pidfds. Requests are handled one at a time, to the end,
 //! so operations on the monitor's containers are serialised.
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::io::{self, IoSlice, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use rustix::event::{poll, PollFd, PollFlags};
+use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use testudo_monitor_protocol::{
     decode, encode, ErrorKind, ErrorReply, FrameDecoder, FrameError, Request, Response, MAX_FRAME,
     PROTOCOL_VERSION,
@@ -23,9 +25,11 @@ struct Connection {
     stream: UnixStream,
     inbox: FrameDecoder,
     outbox: Vec<u8>,
+    /// Descriptors to send with the next bytes of the outbox (`SCM_RIGHTS`); closed once sent.
+    outbox_fds: Vec<OwnedFd>,
     greeted: bool,
-    /// The container whose exit answers this connection's current request.
-    waiting_for: Option<String>,
+    /// The exit that answers this connection's current request.
+    waiting_for: Option<Awaited>,
     /// Stop reading; close once the outbox is written.
     closing: bool,
     closed: bool,
@@ -37,6 +41,7 @@ impl Connection {
             stream,
             inbox: FrameDecoder::new(),
             outbox: Vec::new(),
+            outbox_fds: Vec::new(),
             greeted: false,
             waiting_for: None,
             closing: false,
@@ -57,9 +62,34 @@ impl Connection {
         self.flush();
     }
 
+    /// Queues `response` with descriptors that ride on its bytes.
+    fn queue_with_fds(&mut self, response: &Response, fds: Vec<OwnedFd>) {
+        self.outbox_fds.extend(fds);
+        self.queue(response);
+    }
+
+    /// One write of the outbox; the pending descriptors go with it.
+    fn write_some(&mut self) -> io::Result<usize> {
+        if self.outbox_fds.is_empty() {
+            return self.stream.write(&self.outbox);
+        }
+        let fds: Vec<BorrowedFd<'_>> = self.outbox_fds.iter().map(AsFd::as_fd).collect();
+        let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        let n = sendmsg(
+            &self.stream,
+            &[IoSlice::new(&self.outbox)],
+            &mut control,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        )?;
+        self.outbox_fds.clear();
+        Ok(n)
+    }
+
     fn flush(&mut self) {
         while !self.outbox.is_empty() {
-            match self.stream.write(&self.outbox) {
+            match self.write_some() {
                 Ok(n) => {
                     self.outbox.drain(..n);
                 }
@@ -115,8 +145,19 @@ impl Connection {
 /// What a request comes to.
 enum Outcome {
     Reply(Response),
-    /// Answer when this container has exited.
-    WaitFor(String),
+    /// A response and the descriptors that go with it.
+    ReplyWithFds(Response, Vec<OwnedFd>),
+    /// Answer when this has exited.
+    WaitFor(Awaited),
+}
+
+/// An exit a connection waits for.
+#[derive(Debug, Clone)]
+enum Awaited {
+    /// Of a container.
+    Container(String),
+    /// Of an exec process: container id, exec id.
+    Exec(String, String),
 }
 
 /// What a descriptor in the poll set belongs to.
@@ -239,7 +280,7 @@ impl Server {
                 self.process(i);
             }
             // Exits are collected by the sweep after every wake-up.
-            Source::Container(Watched::Exit(_)) => {}
+            Source::Container(Watched::Exit(_) | Watched::ExecExit) => {}
             Source::Container(Watched::Output { index, pipe }) => {
                 self.supervisor.read_output(index, pipe);
             }
@@ -296,7 +337,8 @@ impl Server {
             let c = &mut self.connections[i];
             match outcome {
                 Outcome::Reply(response) => c.queue(&response),
-                Outcome::WaitFor(id) => c.waiting_for = Some(id),
+                Outcome::ReplyWithFds(response, fds) => c.queue_with_fds(&response, fds),
+                Outcome::WaitFor(awaited) => c.waiting_for = Some(awaited),
             }
         }
     }
@@ -309,20 +351,37 @@ impl Server {
             .filter(|&i| self.connections[i].waiting_for.is_some())
             .collect();
         for i in waiting {
-            let Some(id) = self.connections[i].waiting_for.clone() else {
-                continue;
-            };
-            let exit = match deleted.iter().find(|(d, _)| *d == id) {
-                Some((_, exit)) => Ok(*exit),
-                None => self.supervisor.exit_of(&id),
-            };
-            let response = match exit {
-                Ok(Some(status)) => Response::Exited(status),
-                Ok(None) if deleted.iter().all(|(d, _)| *d != id) => continue,
-                Ok(None) | Err(_) => Response::Error(ErrorReply::new(
-                    ErrorKind::FailedPrecondition,
-                    format!("container {id} was deleted before it exited"),
-                )),
+            let response = match self.connections[i].waiting_for.clone() {
+                None => continue,
+                Some(Awaited::Container(id)) => {
+                    let exit = match deleted.iter().find(|(d, _)| *d == id) {
+                        Some((_, exit)) => Ok(*exit),
+                        None => self.supervisor.exit_of(&id),
+                    };
+                    match exit {
+                        Ok(Some(status)) => Response::Exited(status),
+                        Ok(None) if deleted.iter().all(|(d, _)| *d != id) => continue,
+                        Ok(None) | Err(_) => Response::Error(ErrorReply::new(
+                            ErrorKind::FailedPrecondition,
+                            format!("container {id} was deleted before it exited"),
+                        )),
+                    }
+                }
+                Some(Awaited::Exec(id, exec_id)) => {
+                    match self.supervisor.exec_exit(&id, &exec_id) {
+                        Ok(Some(status)) => {
+                            self.supervisor.forget_exec(&id, &exec_id);
+                            Response::Exited(status)
+                        }
+                        Ok(None) => continue,
+                        Err(_) => Response::Error(ErrorReply::new(
+                            ErrorKind::FailedPrecondition,
+                            format!(
+                                "container {id} was deleted before exec process {exec_id} exited"
+                            ),
+                        )),
+                    }
+                }
             };
             let c = &mut self.connections[i];
             c.waiting_for = None;
@@ -399,7 +458,29 @@ fn handle(
         }),
         Request::Wait { id } => match supervisor.exit_of(&id) {
             Ok(Some(status)) => Outcome::Reply(Response::Exited(status)),
-            Ok(None) => Outcome::WaitFor(id),
+            Ok(None) => Outcome::WaitFor(Awaited::Container(id)),
+            Err(e) => Outcome::Reply(Response::Error(e)),
+        },
+        Request::Exec(exec) => match supervisor.exec(&exec) {
+            Ok((pid, handed)) => {
+                let (roles, fds) = handed.into_iter().unzip();
+                Outcome::ReplyWithFds(Response::ExecStarted { pid, fds: roles }, fds)
+            }
+            Err(e) => Outcome::Reply(Response::Error(e)),
+        },
+        Request::WaitExec { id, exec_id } => match supervisor.exec_exit(&id, &exec_id) {
+            Ok(Some(status)) => {
+                supervisor.forget_exec(&id, &exec_id);
+                Outcome::Reply(Response::Exited(status))
+            }
+            Ok(None) => Outcome::WaitFor(Awaited::Exec(id, exec_id)),
+            Err(e) => Outcome::Reply(Response::Error(e)),
+        },
+        Request::Attach { id } => match supervisor.attach(&id) {
+            Ok(handed) => {
+                let (roles, fds) = handed.into_iter().unzip();
+                Outcome::ReplyWithFds(Response::Attached { fds: roles }, fds)
+            }
             Err(e) => Outcome::Reply(Response::Error(e)),
         },
         Request::Shutdown => {

@@ -1,5 +1,8 @@
 //! The containers of one monitor: creating them with the runtime library so that their inits are
-//! our children, holding their output pipes, reaping them and recording how they ended.
+//! our children, holding their output pipes (or terminals), reaping them and recording how they
+//! ended. Exec processes and attached clients are in [`exec`].
+
+mod exec;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -16,18 +19,31 @@ use testudo_runtime::{
     Container, ContainerId, ControlError, CreateError, CreateOptions, StateRoot,
 };
 
-use crate::cri_log::{format_record, CriLog, LineSplitter, Stream, MAX_LINE};
+use crate::cri_log::{format_record, CriLog, LineSplitter, Stream, Tag, MAX_LINE};
 use crate::errors::{control_error_kind, create_error_kind};
 
 /// How many reads of one pipe per wake-up, so one chatty container cannot starve the others.
 const READS_PER_WAKE: usize = 4;
 
-/// One output pipe of a container.
+/// One output pipe of a container, or its terminal's master.
 #[derive(Debug)]
 struct Output {
     fd: OwnedFd,
     stream: Stream,
     splitter: LineSplitter,
+    /// The master of the container's terminal: blocking (a dup handed to an attached client shares
+    /// its flags, and the client expects blocking writes), so each read is preceded by a poll; it
+    /// reads `EIO` once no process holds the terminal. Lines lose the `\r` the terminal adds.
+    terminal: bool,
+}
+
+/// The write end of a pipe that an attached client reads one stream from.
+#[derive(Debug)]
+struct Tap {
+    /// Which attach it belongs to: the taps of one attach are closed together.
+    attach: u64,
+    stream: Stream,
+    fd: OwnedFd,
 }
 
 /// A container this monitor created.
@@ -36,11 +52,16 @@ struct Supervised {
     record: ContainerRecord,
     /// Until the init is reaped.
     pidfd: Option<OwnedFd>,
-    /// stdout and stderr, until each reaches end of file.
+    /// stdout and stderr (or the terminal, as stdout), until each reaches end of file.
     outputs: [Option<Output>; 2],
-    /// The write end of the container's stdin pipe, held so that it sees no end of file.
-    _stdin: Option<OwnedFd>,
+    /// The write end of the container's stdin pipe, held so that it sees no end of file; attached
+    /// clients get a copy.
+    stdin: Option<OwnedFd>,
     log: CriLog,
+    /// Attached clients' pipes, fed with what is logged.
+    taps: Vec<Tap>,
+    /// Processes started in it with `Exec`, until their exit is collected.
+    execs: Vec<exec::ExecChild>,
 }
 
 /// A descriptor the event loop should watch, and what it belongs to.
@@ -50,6 +71,8 @@ pub(crate) enum Watched {
     Exit(usize),
     /// Output pipe `pipe` (0 stdout, 1 stderr) of container `index`.
     Output { index: usize, pipe: usize },
+    /// An exec process of a container has exited.
+    ExecExit,
 }
 
 /// The monitor's containers and the buffers they share.
@@ -65,6 +88,8 @@ pub(crate) struct Supervisor {
     /// Containers deleted since the last [`Supervisor::take_deleted`], with how they ended, for
     /// the clients that wait for them.
     deleted: Vec<(String, Option<ExitStatus>)>,
+    /// The id of the next attach.
+    next_attach: u64,
 }
 
 type Reply<T> = Result<T, ErrorReply>;
@@ -86,6 +111,7 @@ impl Supervisor {
             read_buffer: Vec::new(),
             records: Vec::new(),
             deleted: Vec::new(),
+            next_attach: 0,
         }
     }
 
@@ -115,6 +141,11 @@ impl Supervisor {
             for (pipe, output) in c.outputs.iter().enumerate() {
                 if let Some(output) = output {
                     fds.push((output.fd.as_fd(), Watched::Output { index, pipe }));
+                }
+            }
+            for child in &c.execs {
+                if let Some(fd) = child.pidfd() {
+                    fds.push((fd, Watched::ExecExit));
                 }
             }
         }
@@ -165,24 +196,65 @@ impl Supervisor {
     fn spawn(&self, id: &ContainerId, request: &CreateContainer, log: CriLog) -> Reply<Supervised> {
         let internal =
             |what: &str, e: io::Error| refuse(ErrorKind::Internal, format!("{what}: {e}"));
-        let (out_read, out_write) = pipe().map_err(|e| internal("create stdout pipe", e))?;
-        let (err_read, err_write) = pipe().map_err(|e| internal("create stderr pipe", e))?;
-        let (stdin_read, stdin_write) = if request.stdin {
+        let null = || -> Reply<OwnedFd> {
+            File::open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(|e| internal("open /dev/null", e))
+        };
+        let console = if request.tty {
+            Some(
+                exec::ConsoleSocket::bind(&self.state_dir)
+                    .map_err(|e| internal("bind the console socket", e))?,
+            )
+        } else {
+            None
+        };
+        // With a terminal the init puts it on 0-2 itself: the pipes are left out.
+        let (out_read, out_write) = if request.tty {
+            (None, null()?)
+        } else {
+            let (read, write) = pipe().map_err(|e| internal("create stdout pipe", e))?;
+            (Some(read), write)
+        };
+        let (err_read, err_write) = if request.tty {
+            (None, null()?)
+        } else {
+            let (read, write) = pipe().map_err(|e| internal("create stderr pipe", e))?;
+            (Some(read), write)
+        };
+        let (stdin_read, stdin_write) = if request.stdin && !request.tty {
             let (read, write) = pipe().map_err(|e| internal("create stdin pipe", e))?;
             (read, Some(write))
         } else {
-            let null = File::open("/dev/null").map_err(|e| internal("open /dev/null", e))?;
-            (OwnedFd::from(null), None)
+            (null()?, None)
         };
         let options = CreateOptions {
             bundle: request.bundle.clone(),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
             ..CreateOptions::default()
         };
         let created = with_stdio([&stdin_read, &out_write, &err_write], || {
             testudo_runtime::create(&self.runtime_root, id, &options)
         })
         .map_err(|e| internal("hand stdio to the container", e))?
-        .map_err(|e: CreateError| refuse(create_error_kind(&e), chain(&e)))?;
+        .map_err(|e: CreateError| match e {
+            CreateError::NoConsoleSocket => refuse(
+                ErrorKind::InvalidArgument,
+                "the bundle's process.terminal is true: the container needs tty",
+            ),
+            e => refuse(create_error_kind(&e), chain(&e)),
+        })?;
+        let terminal = match console.map(|c| c.receive()) {
+            None => None,
+            Some(Ok(master)) => Some(master),
+            Some(Err(e)) => {
+                self.runtime_delete(id.as_str());
+                return Err(refuse(
+                    e.kind,
+                    format!("terminal of container {id}: {}", e.message),
+                ));
+            }
+        };
         let pidfd = Pid::from_raw(created.pid)
             .ok_or_else(|| refuse(ErrorKind::Internal, "the runtime returned pid 0"))
             .and_then(|pid| {
@@ -196,12 +268,22 @@ impl Supervisor {
                 return Err(e);
             }
         };
-        let output = |fd, stream| {
-            Some(Output {
+        let output = |fd: Option<OwnedFd>, stream| {
+            fd.map(|fd| Output {
                 fd,
                 stream,
                 splitter: LineSplitter::default(),
+                terminal: false,
             })
+        };
+        let stdout = match terminal {
+            Some(master) => Some(Output {
+                fd: master,
+                stream: Stream::Stdout,
+                splitter: LineSplitter::default(),
+                terminal: true,
+            }),
+            None => output(out_read, Stream::Stdout),
         };
         Ok(Supervised {
             record: ContainerRecord {
@@ -215,12 +297,11 @@ impl Supervisor {
                 exit: None,
             },
             pidfd: Some(pidfd),
-            outputs: [
-                output(out_read, Stream::Stdout),
-                output(err_read, Stream::Stderr),
-            ],
-            _stdin: stdin_write,
+            outputs: [stdout, output(err_read, Stream::Stderr)],
+            stdin: stdin_write,
             log,
+            taps: Vec::new(),
+            execs: Vec::new(),
         })
     }
 
@@ -329,7 +410,9 @@ impl Supervisor {
     /// Reaps every child that has exited. Children that are not container inits (orphans
     /// reparented to us as subreaper) are reaped and forgotten.
     pub(crate) fn reap(&mut self) {
-        while let Ok(Some((pid, status))) = waitpid(None, WaitOptions::NOHANG) {
+        // `wait`, not `waitpid(None)`: that is `wait4(0)`, which misses children in another
+        // process group, as a process on its own terminal is (it called `setsid`).
+        while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
             let pid = pid.as_raw_nonzero().get();
             let index = self
                 .containers
@@ -337,6 +420,13 @@ impl Supervisor {
                 .position(|c| c.record.pid == pid && c.record.exit.is_none());
             if let Some(index) = index {
                 self.exited(index, status);
+                continue;
+            }
+            for c in &mut self.containers {
+                if let Some(child) = c.execs.iter_mut().find(|e| e.is(pid)) {
+                    child.exited(termination(status));
+                    break;
+                }
             }
         }
     }
@@ -344,13 +434,12 @@ impl Supervisor {
     /// Records that container `index` ended: output first (so a waiter that reads the log finds
     /// all of it), then the exit, durably.
     fn exited(&mut self, index: usize, status: WaitStatus) {
-        let termination = match (status.exit_status(), status.terminating_signal()) {
-            (_, Some(signal)) => Termination::Signaled(signal),
-            (code, None) => Termination::Exited(code.unwrap_or(0)),
-        };
+        let termination = termination(status);
         let c = &mut self.containers[index];
         c.pidfd = None;
         drain_all(c, &mut self.read_buffer, &mut self.records);
+        // Attached clients read to end of file, then learn the exit from a wait.
+        c.taps.clear();
         if let Err(e) = c.log.sync() {
             report(&c.record.id, "sync log file", &e);
         }
@@ -399,6 +488,13 @@ impl Supervisor {
     }
 }
 
+fn termination(status: WaitStatus) -> Termination {
+    match (status.exit_status(), status.terminating_signal()) {
+        (_, Some(signal)) => Termination::Signaled(signal),
+        (code, None) => Termination::Exited(code.unwrap_or(0)),
+    }
+}
+
 fn control(error: ControlError) -> ErrorReply {
     refuse(control_error_kind(&error), chain(&error))
 }
@@ -410,9 +506,6 @@ fn report(id: &str, what: &str, error: &io::Error) {
 /// What the runtime cannot check for us.
 fn check_request(request: &CreateContainer) -> Reply<()> {
     let invalid = |m: String| Err(refuse(ErrorKind::InvalidArgument, m));
-    if request.tty {
-        return invalid("a terminal (tty) is not supported by this monitor yet".into());
-    }
     for (what, path) in [("bundle", &request.bundle), ("log path", &request.log_path)] {
         if !path.is_absolute() {
             return invalid(format!("{what} {} is not absolute", path.display()));
@@ -472,6 +565,7 @@ fn drain(
         outputs,
         log,
         record,
+        taps,
         ..
     } = c;
     let Some(output) = outputs[pipe].as_mut() else {
@@ -480,6 +574,9 @@ fn drain(
     buffer.resize(MAX_LINE, 0);
     let mut ended = false;
     for _ in 0..reads {
+        if output.terminal && !exec::readable_now(output.fd.as_fd()) {
+            break;
+        }
         match rustix::io::read(&output.fd, &mut buffer[..]) {
             Ok(0) => {
                 ended = true;
@@ -488,11 +585,22 @@ fn drain(
             Ok(n) => {
                 let time = testudo_runtime::timefmt::rfc3339_nanos(SystemTime::now());
                 let stream = output.stream;
+                let terminal = output.terminal;
                 output.splitter.feed(&buffer[..n], &mut |tag, line| {
+                    let line = match (terminal, tag, line) {
+                        (true, Tag::Full, [rest @ .., b'\r']) => rest,
+                        _ => line,
+                    };
                     format_record(records, &time, stream, tag, line);
                 });
+                exec::feed_taps(taps, stream, &buffer[..n], &record.id);
             }
             Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => break,
+            // A terminal nobody holds any more.
+            Err(rustix::io::Errno::IO) if output.terminal => {
+                ended = true;
+                break;
+            }
             Err(e) => {
                 report(&record.id, "read output", &e.into());
                 ended = true;
@@ -510,6 +618,8 @@ fn drain(
             format_record(records, &time, stream, tag, line);
         });
         outputs[pipe] = None;
+        // The attached clients of this stream see its end.
+        taps.retain(|t| t.stream != stream);
     }
     write_out(log, records, &record.id);
 }

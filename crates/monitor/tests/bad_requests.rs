@@ -72,6 +72,7 @@ fn bad_bundles_and_paths_are_invalid_arguments_and_leave_nothing() {
     let missing_binary = Bundle::new().args(&["/no/such/binary"]).write();
     let broken = Bundle::new();
     std::fs::write(broken.config_path(), "{ not json").unwrap();
+    let terminal = with_terminal(Bundle::new().args(&["/bin/true"]));
     let cases: Vec<(&str, &str, CreateContainer)> = vec![
         (
             "a bundle that does not exist",
@@ -122,11 +123,19 @@ fn bad_bundles_and_paths_are_invalid_arguments_and_leave_nothing() {
             },
         ),
         (
-            "a terminal",
-            "tty",
+            "a terminal the bundle does not ask for",
+            "process.terminal is false",
             CreateContainer {
                 tty: true,
                 ..monitor.request(&bundle)
+            },
+        ),
+        (
+            "no terminal for a bundle that asks for one",
+            "process.terminal is true",
+            CreateContainer {
+                id: bundle.id().to_owned(),
+                ..monitor.request(&terminal)
             },
         ),
         (

@@ -87,6 +87,23 @@ fn io_step(step: &str) -> impl FnOnce(std::io::Error) -> CreateError + '_ {
     }
 }
 
+/// Puts the calling process's children back in its own pid namespace when dropped: joining the
+/// container's for the exec process must not outlast `exec` in a long-lived caller (the monitor),
+/// whose later containers would otherwise nest in it.
+struct ChildPidNamespace {
+    own: File,
+}
+
+impl Drop for ChildPidNamespace {
+    fn drop(&mut self) {
+        // Joining one's own pid namespace is always allowed.
+        let _ = rustix::thread::move_into_link_name_space(
+            self.own.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::ProcessID),
+        );
+    }
+}
+
 /// Builds the exec'd process from the container's process and the options, as runc does.
 fn build_process(
     container_process: Option<&Process>,
@@ -197,15 +214,20 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Executed, 
         NamespaceKind::Mount => 2,
         _ => 1,
     });
-    if namespaces
+    // Held to the end: the caller's children are born in its own pid namespace again afterwards.
+    let _pid_namespace = if namespaces
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::Pid)
     {
+        let own = File::open("/proc/self/ns/pid").map_err(io_step("open our pid namespace"))?;
         let path = ns_path(NamespaceKind::Pid);
         let file = File::open(&path).map_err(io_step("open the container's pid namespace"))?;
         rustix::thread::move_into_link_name_space(file.as_fd(), None)
             .map_err(|e| io_step("join the container's pid namespace")(e.into()))?;
-    }
+        Some(ChildPidNamespace { own })
+    } else {
+        None
+    };
     let first_private = 3 + opts.preserve_fds;
     let console = match (&opts.console_socket, process.terminal().unwrap_or(false)) {
         (Some(path), true) => {

@@ -23,9 +23,6 @@ pub enum ContainerError {
     /// The request names no image.
     #[error("no image given")]
     NoImage,
-    /// A terminal was asked for; not supported yet.
-    #[error("tty is not supported yet")]
-    TtyUnsupported,
     /// A mount target is not an absolute path.
     #[error("mount target {target:?} is not an absolute path")]
     RelativeMountTarget {
@@ -172,7 +169,6 @@ impl Kind for ContainerError {
             E::State(source) => source.kind(),
             E::Image(source) => source.kind(),
             E::NoImage
-            | E::TtyUnsupported
             | E::RelativeMountTarget { .. }
             | E::RelativeMountSource { .. }
             | E::RelativeNetnsPath { .. }

@@ -26,10 +26,14 @@
 //! Events (`/containers/create|start|exit|delete|oom`) go to the image service's
 //! [`EventBus`], so that one bus carries the engine's events.
 //!
-//! Non-goals here: exec/attach, networks beyond none/host/join (later increments).
+//! Exec and attach (`exec`): the monitor hands over the process's stdio, which become async
+//! handles.
+//!
+//! Non-goals here: networks beyond none/host/join (a later increment).
 
 mod cgroups;
 mod error;
+mod exec;
 mod files;
 mod logs;
 mod request;
@@ -53,6 +57,7 @@ use testudo_monitor_protocol::{
 use testudo_snapshot::{mount_all, unmount};
 
 pub use error::ContainerError;
+pub use exec::{ExecRequest, ExitFuture, OutputChunk, OutputStream, ProcessIo, TerminalResize};
 pub use logs::{parse_record, LogOptions, LogReceiver, LogRecord, LogStream};
 pub use request::{
     apply_request, validate, CreateRequest, MountRequest, NetworkMode, Resources, RestartPolicy,
@@ -444,7 +449,7 @@ impl ContainerService {
             bundle: paths.bundle.clone(),
             log_path: paths.log.clone(),
             log_rotation: LogRotation::default(),
-            tty: false,
+            tty: request.tty,
             stdin: request.stdin,
         };
         let (pid, _warnings) = self

@@ -55,7 +55,7 @@ pub struct CreateRequest {
     /// Put testudo's minimal init (`testudo reap`) as PID 1.
     #[serde(default)]
     pub init: bool,
-    /// Give the container a terminal (not supported yet: refused).
+    /// Give the container a terminal (`process.terminal`); its output is logged as stdout.
     #[serde(default)]
     pub tty: bool,
     /// Keep the container's standard input open for attach.
@@ -133,12 +133,9 @@ pub struct SpecContext {
     pub testudo_binary: PathBuf,
 }
 
-/// Checks what can be checked without touching the host: tty, mount targets and sources,
+/// Checks what can be checked without touching the host: mount targets and sources,
 /// network path, resource values.
 pub fn validate(request: &CreateRequest) -> Result<(), ContainerError> {
-    if request.tty {
-        return Err(ContainerError::TtyUnsupported);
-    }
     if request.image.is_empty() {
         return Err(ContainerError::NoImage);
     }
@@ -211,6 +208,9 @@ pub fn apply_request(
         }
     }
     spec.set_mounts(Some(mounts));
+    if let Some(process) = spec.process_mut() {
+        process.set_terminal(Some(request.tty));
+    }
 
     let mut linux = spec.linux().clone().unwrap_or_else(|| {
         // Spec::default() always has a linux section; an empty one is still a valid start.
@@ -348,10 +348,14 @@ mod tests {
     }
 
     #[test]
-    fn a_tty_and_a_zero_limit_are_refused() {
+    fn a_zero_limit_is_refused_and_a_tty_reaches_the_spec() {
         let mut r = request();
         r.tty = true;
-        assert!(matches!(validate(&r), Err(ContainerError::TtyUnsupported)));
+        assert!(validate(&r).is_ok());
+        assert_eq!(
+            applied(&r).process().as_ref().and_then(|p| p.terminal()),
+            Some(true)
+        );
         let mut r = request();
         r.resources.pids = Some(0);
         assert!(matches!(

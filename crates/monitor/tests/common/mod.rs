@@ -308,3 +308,53 @@ impl RawConnection {
         }
     }
 }
+
+/// `bundle` with `process.terminal` set.
+pub(crate) fn with_terminal(bundle: Bundle) -> Bundle {
+    bundle
+        .with_spec(|spec| {
+            let mut value = serde_json::to_value(&*spec).unwrap();
+            value["process"]["terminal"] = serde_json::Value::Bool(true);
+            *spec = serde_json::from_value(value).unwrap();
+        })
+        .write()
+}
+
+/// Everything readable from `fd` until end of file (or, for a terminal's master, until no
+/// process holds the terminal: `EIO`).
+pub(crate) fn read_all(fd: std::os::fd::OwnedFd) -> String {
+    use std::io::Read;
+    let mut file = std::fs::File::from(fd);
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Reads `fd` until what was read contains `needle`; returns all of it. Panics at end of file.
+pub(crate) fn read_until(file: &mut std::fs::File, needle: &str) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    let mut chunk = [0u8; 4096];
+    while !text.contains(needle) {
+        let n = file.read(&mut chunk).unwrap();
+        assert!(n > 0, "end of file before {needle:?}; read {text:?}");
+        text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    text
+}
+
+/// Writes `text` to `fd` (a pipe's write end or a terminal's master).
+pub(crate) fn write_to(fd: &std::os::fd::OwnedFd, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::File::from(fd.try_clone().unwrap());
+    file.write_all(text.as_bytes()).unwrap();
+}
