@@ -23,9 +23,14 @@
 //!
 //! Design decisions:
 //! - rtnetlink is spoken directly over a `NETLINK_ROUTE` socket (through `rustix`), with a
-//!   hand-written encoder for the eight request shapes used (create bridge and veth, move to a
+//!   hand-written encoder for the few request shapes used (create bridge and veth, move to a
 //!   namespace, rename, set master, set up, add address, default route, delete) and a decoder
-//!   for acks and link replies. The `rtnetlink` crate is async and spawns a connection task per
+//!   for acks and link replies. Attaching a container costs two round trips of note: one
+//!   request creates the veth pair with its host end on the bridge and up and its peer made
+//!   directly inside the namespace under its final name (moving a link between namespaces
+//!   waits for an RCU grace period, 15 ms on a busy 2-core host, and would need a rename);
+//!   then one datagram inside carries the loopback and link up, the addresses and the routes,
+//!   whose acks are collected together. The `rtnetlink` crate is async and spawns a connection task per
 //!   socket, and a socket per namespace is the way to configure inside one: each container
 //!   would cost a task and an executor hop for a dozen round trips of microseconds;
 //!   `netlink-packet-route` (its message layer) would bring five crates and an API that changes

@@ -8,7 +8,9 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 
 use common::{ask, connect, echo_once, TestNet};
-use testudo_network::{plan_attach, AttachRequest, BridgeError, IfName, Lease, Netlink};
+use testudo_network::{
+    plan_attach, AttachRequest, BridgeDriver, BridgeError, IfName, Lease, Netlink, Nft,
+};
 
 fn listen_in(netns: &testudo_network::Netns, addr: SocketAddr) -> TcpListener {
     netns.run(|| TcpListener::bind(addr)).unwrap().unwrap()
@@ -257,12 +259,20 @@ fn a_failed_attach_is_rolled_back() {
         ports: vec!["8080:80".parse().unwrap()],
     };
     let mut plan = plan_attach(&net.network, &request, &lease).unwrap();
-    // A bridge that does not exist: the veth pair is made, then attaching it fails.
+    // A bridge that does not exist: the request is refused before anything is made.
     plan.bridge = IfName::new(format!("{}z", net.id)).unwrap();
     let err = net.driver.attach(&plan).unwrap_err();
     assert_eq!(err.to_string(), format!("no link named {}", plan.bridge));
     assert!(!common::host_links().contains(plan.host_veth.as_str()));
-    assert!(!common::host_links().contains(plan.peer_veth.as_str()));
+    let links = container.run(common::host_links).unwrap();
+    assert_eq!(links.into_iter().collect::<Vec<_>>(), ["lo"]);
+
+    // The pair is made and configured, then the port rules cannot be set: both ends go again.
+    plan.bridge = net.network.bridge.clone();
+    let broken = BridgeDriver::new(Nft::new("/nonexistent/nft", net.id.clone()));
+    let err = broken.attach(&plan).unwrap_err();
+    assert!(matches!(err, BridgeError::Nft(_)), "{err:?}");
+    assert!(!common::host_links().contains(plan.host_veth.as_str()));
     let links = container.run(common::host_links).unwrap();
     assert_eq!(links.into_iter().collect::<Vec<_>>(), ["lo"]);
     net.ipam
