@@ -46,10 +46,12 @@
 //!   (detached) and removes the file, and succeeds when either is already done.
 //! - A namespace path given to join is checked before use: `fstatfs` must report nsfs and the
 //!   `NS_GET_NSTYPE` ioctl `CLONE_NEWNET`, so a wrong path is refused by name.
-//! - nftables through `nft -j -f -` rather than netlink (`rustables`, `nftnl`): a batch of JSON
-//!   commands is one kernel transaction, the JSON schema is documented and stable, and there is
-//!   no C library to link or binding to trust; the cost, one `nft` process per change (a few
-//!   milliseconds), is paid once per container start and stop. The rules live in a table of
+//! - nftables: rules are added through `nft -j -f -` rather than netlink (`rustables`,
+//!   `nftnl`): a batch of JSON commands is one kernel transaction, the JSON schema is
+//!   documented and stable, and there is no C library to link or binding to trust. Listing
+//!   and deleting, which need only names and handles, go over `NETLINK_NETFILTER` directly,
+//!   so a change costs at most one `nft` process (attach) and a removal none (detach); see
+//!   the `nft` module for the measurements behind this. The rules live in a table of
 //!   testudo's own (`inet testudo`), so they never mix with the host's firewall, and each rule
 //!   carries its owner's tag as a comment, by which it is replaced or removed.
 //! - Ports published on `127.0.0.1` need two things besides the DNAT rule in the `output`

@@ -3,7 +3,7 @@
 //! A socket acts in the network namespace it was opened in, whichever thread uses it later:
 //! [`Netns::netlink`](crate::Netns::netlink) opens one inside a namespace.
 
-mod message;
+pub(crate) mod message;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

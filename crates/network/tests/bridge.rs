@@ -280,3 +280,34 @@ fn a_failed_attach_is_rolled_back() {
         .unwrap();
     net.teardown();
 }
+
+#[test]
+fn rules_are_removed_over_netlink_by_owner_and_removing_twice_is_harmless() {
+    if !testudo_test_support::require_root() {
+        return;
+    }
+    let id = common::unique_id();
+    let nft = Nft::new("nft", id.clone());
+    let dnat = |port: u16| testudo_network::NatRule::Dnat {
+        hook: testudo_network::DnatHook::Output,
+        host_ip: Some("127.0.0.1".parse().unwrap()),
+        host_port: port,
+        protocol: testudo_network::Protocol::Tcp,
+        to: "10.231.9.2:80".parse().unwrap(),
+    };
+    nft.replace_rules("container:a", &[dnat(1001), dnat(1002)])
+        .unwrap();
+    nft.replace_rules("container:b", &[dnat(1003)]).unwrap();
+    let listed = || common::run("nft", &["-j", "list", "table", "inet", &id]);
+
+    nft.remove_rules("container:a", true).unwrap();
+    let table = listed();
+    assert!(!table.contains("container:a"), "{table}");
+    assert!(table.contains("container:b"), "{table}");
+    nft.remove_rules("container:a", true).unwrap();
+
+    nft.remove_rules("container:b", true).unwrap();
+    let tables = common::run("nft", &["-j", "list", "tables"]);
+    assert!(!tables.contains(&format!("\"{id}\"")), "{tables}");
+    nft.remove_rules("container:b", true).unwrap();
+}

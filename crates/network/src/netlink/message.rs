@@ -246,11 +246,11 @@ pub(crate) enum Reply {
     Other { sequence: u32 },
 }
 
-fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(buf.get(at..at + 2)?.try_into().ok()?))
 }
 
-fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
 }
 
@@ -259,7 +259,7 @@ fn i32_at(buf: &[u8], at: usize) -> Option<i32> {
 }
 
 /// Iterates over `(kind, payload)` of the attributes in `buf`, stopping at a malformed one.
-fn attributes(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attributes(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     let mut at = 0;
     std::iter::from_fn(move || {
         let len = usize::from(u16_at(buf, at)?);
