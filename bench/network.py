@@ -156,11 +156,14 @@ def run(args, load):
     setup = {k: summary(v) for k, v in samples.items()}
     published = summary(tput["published_bytes_per_s"])
     loopback = summary(tput["loopback_bytes_per_s"])
+    direct_tput = summary(tput["direct_bytes_per_s"])
     ratios = {
         "cni_direct_over_builtin": setup["cni_direct"]["median"] / setup["builtin"]["median"],
         "cni_module_over_builtin": setup["cni_module"]["median"] / setup["builtin"]["median"],
         "cni_module_over_cni_direct": setup["cni_module"]["median"] / setup["cni_direct"]["median"],
         "published_over_loopback": published["median"] / loopback["median"],
+        "direct_over_loopback": direct_tput["median"] / loopback["median"],
+        "published_over_direct": published["median"] / direct_tput["median"],
     }
     targets = {
         "setup+teardown: CNI chain (direct) / built-in >= 5x":
@@ -173,7 +176,8 @@ def run(args, load):
     for kind, s in setup.items():
         print(f"  {kind:38} {s['median'] / 1e6:8.2f}  ({s['min'] / 1e6:.2f}-{s['max'] / 1e6:.2f})")
     print(f"{'published port vs loopback':40} MB/s")
-    for kind, s in [("published (127.0.0.1 -> DNAT -> netns)", published), ("loopback", loopback)]:
+    for kind, s in [("published (127.0.0.1 -> DNAT -> netns)", published),
+                    ("direct (bridge + veth, no NAT)", direct_tput), ("loopback", loopback)]:
         print(f"  {kind:38} {s['median'] / 1e6:8.0f}  ({s['min'] / 1e6:.0f}-{s['max'] / 1e6:.0f})")
     for name, value in ratios.items():
         print(f"  {name:38} {value:8.2f}x")
@@ -191,7 +195,8 @@ def run(args, load):
         "units": {"samples": "ns", "throughput": "bytes/s"},
         "samples": samples,
         "throughput": tput,
-        "summary": {"setup": setup, "published": published, "loopback": loopback},
+        "summary": {"setup": setup, "published": published, "direct": direct_tput,
+                    "loopback": loopback},
         "ratios": ratios,
         "targets": targets,
     }

@@ -5,7 +5,8 @@
 //! ```text
 //! netbench builtin ITERATIONS          # IPAM lease + veth + addresses + route + DNAT, and back
 //! netbench cni ITERATIONS              # Debian's bridge + host-local + portmap, ADD and DEL
-//! netbench throughput MEGABYTES ROUNDS # published port vs loopback, alternating
+//! netbench throughput MEGABYTES ROUNDS # published port, the container's address without
+//!                                      # NAT (the veth + bridge floor), loopback; rotating
 //! ```
 //!
 //! Each run creates its own namespace, bridge (`nb<pid>`), subnet (10.233.x.0/24) and state in
@@ -207,7 +208,8 @@ fn stream(listener: TcpListener, target: SocketAddr, bytes: usize) -> f64 {
         }
     });
     let start = Instant::now();
-    let mut conn = TcpStream::connect_timeout(&target, Duration::from_secs(10)).unwrap();
+    let mut conn = TcpStream::connect_timeout(&target, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("connect to {target}: {e}"));
     let chunk = vec![0x5au8; CHUNK];
     let mut sent = 0;
     while sent < bytes {
@@ -225,20 +227,26 @@ fn throughput(megabytes: usize, rounds: usize) -> serde_json::Value {
     let net = Builtin::new(&fixture);
     let addr = net.attach(&fixture, 5001);
     let bytes = megabytes * 1024 * 1024;
-    let (mut published, mut loopback) = (Vec::new(), Vec::new());
+    let (mut published, mut direct, mut loopback) = (Vec::new(), Vec::new(), Vec::new());
+    let in_netns = |port| {
+        fixture
+            .netns
+            .run(|| TcpListener::bind(SocketAddr::new(addr, port)))
+            .unwrap()
+            .unwrap()
+    };
     for round in 0..rounds {
-        for kind in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
-            if kind == 0 {
-                let listener = fixture
-                    .netns
-                    .run(|| TcpListener::bind(SocketAddr::new(addr, 5001)))
-                    .unwrap()
-                    .unwrap();
+        for kind in [0, 1, 2].iter().cycle().skip(round % 3).take(3) {
+            if *kind == 0 {
                 published.push(stream(
-                    listener,
+                    in_netns(5001),
                     SocketAddr::from(([127, 0, 0, 1], fixture.port)),
                     bytes,
                 ));
+            } else if *kind == 1 {
+                // Another port: the published stream's conntrack entry (masqueraded to the
+                // bridge address, source port kept) may still hold the same tuple.
+                direct.push(stream(in_netns(5002), SocketAddr::new(addr, 5002), bytes));
             } else {
                 let listener = TcpListener::bind("127.0.0.1:0").unwrap();
                 let target = listener.local_addr().unwrap();
@@ -251,6 +259,7 @@ fn throughput(megabytes: usize, rounds: usize) -> serde_json::Value {
     serde_json::json!({
         "bytes": bytes,
         "published_bytes_per_s": published,
+        "direct_bytes_per_s": direct,
         "loopback_bytes_per_s": loopback,
     })
 }

@@ -8,7 +8,6 @@ use crate::netlink::{Netlink, NetlinkError};
 use crate::netns::{Netns, NetnsError};
 use crate::nft::{Nft, NftError};
 use crate::plan::{AttachPlan, DetachPlan, NetworkPlan};
-use crate::IfName;
 
 /// A failed step of setting up or tearing down a bridge network or a container's link to it.
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +95,9 @@ impl BridgeDriver {
     }
 
     /// Connects a container's namespace to the bridge: a veth pair whose host end joins the
-    /// bridge and whose other end moves into the namespace, is renamed, addressed and brought up
-    /// with the loopback, and routes by default to the gateway; then the port forwarding rules.
+    /// bridge and whose other end is made inside the namespace under its final name, both up
+    /// (one request); then, in one round trip inside, the loopback up, the addresses and the
+    /// default routes to the gateways; then the port forwarding rules.
     /// On failure whatever was created is removed again.
     pub fn attach(&self, plan: &AttachPlan) -> Result<(), BridgeError> {
         let netns = Netns::open(&plan.netns)?;
@@ -118,20 +118,10 @@ impl BridgeDriver {
         let mut host = Netlink::open()?;
         // A pair left by an attach that crashed half-way goes first, so a retry succeeds.
         host.delete_link(&plan.host_veth)?;
-        host.create_veth(&plan.host_veth, &plan.peer_veth)?;
-        host.set_master(&plan.host_veth, &plan.bridge)?;
-        host.set_up(&plan.host_veth)?;
-        host.move_to_netns(&plan.peer_veth, netns)?;
-        let mut inside = netns.netlink()?;
-        inside.set_up(&loopback())?;
-        inside.rename(&plan.peer_veth, &plan.ifname)?;
-        for address in &plan.addresses {
-            inside.add_address(&plan.ifname, address.addr(), address.prefix_len())?;
-        }
-        inside.set_up(&plan.ifname)?;
-        for gateway in &plan.gateways {
-            inside.set_default_route(*gateway)?;
-        }
+        host.create_veth_into(&plan.host_veth, &plan.bridge, &plan.ifname, netns)?;
+        netns
+            .netlink()?
+            .configure_link(&plan.ifname, &plan.addresses, &plan.gateways)?;
         self.nft.replace_rules(&plan.nat_tag, &plan.nat)?;
         tracing::info!(netns = %plan.netns.display(), host_veth = %plan.host_veth, "container attached");
         Ok(())
@@ -143,8 +133,4 @@ impl BridgeDriver {
         self.nft.remove_rules(&plan.nat_tag, false)?;
         Ok(())
     }
-}
-
-fn loopback() -> IfName {
-    IfName::new("lo").unwrap_or_else(|_| unreachable!("lo is a valid interface name"))
 }

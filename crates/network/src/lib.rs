@@ -23,9 +23,14 @@
 //!
 //! Design decisions:
 //! - rtnetlink is spoken directly over a `NETLINK_ROUTE` socket (through `rustix`), with a
-//!   hand-written encoder for the eight request shapes used (create bridge and veth, move to a
+//!   hand-written encoder for the few request shapes used (create bridge and veth, move to a
 //!   namespace, rename, set master, set up, add address, default route, delete) and a decoder
-//!   for acks and link replies. The `rtnetlink` crate is async and spawns a connection task per
+//!   for acks and link replies. Attaching a container costs two round trips of note: one
+//!   request creates the veth pair with its host end on the bridge and up and its peer made
+//!   directly inside the namespace under its final name (moving a link between namespaces
+//!   waits for an RCU grace period, 15 ms on a busy 2-core host, and would need a rename);
+//!   then one datagram inside carries the loopback and link up, the addresses and the routes,
+//!   whose acks are collected together. The `rtnetlink` crate is async and spawns a connection task per
 //!   socket, and a socket per namespace is the way to configure inside one: each container
 //!   would cost a task and an executor hop for a dozen round trips of microseconds;
 //!   `netlink-packet-route` (its message layer) would bring five crates and an API that changes
@@ -41,10 +46,12 @@
 //!   (detached) and removes the file, and succeeds when either is already done.
 //! - A namespace path given to join is checked before use: `fstatfs` must report nsfs and the
 //!   `NS_GET_NSTYPE` ioctl `CLONE_NEWNET`, so a wrong path is refused by name.
-//! - nftables through `nft -j -f -` rather than netlink (`rustables`, `nftnl`): a batch of JSON
-//!   commands is one kernel transaction, the JSON schema is documented and stable, and there is
-//!   no C library to link or binding to trust; the cost, one `nft` process per change (a few
-//!   milliseconds), is paid once per container start and stop. The rules live in a table of
+//! - nftables: rules are added through `nft -j -f -` rather than netlink (`rustables`,
+//!   `nftnl`): a batch of JSON commands is one kernel transaction, the JSON schema is
+//!   documented and stable, and there is no C library to link or binding to trust. Listing
+//!   and deleting, which need only names and handles, go over `NETLINK_NETFILTER` directly,
+//!   so a change costs at most one `nft` process (attach) and a removal none (detach); see
+//!   the `nft` module for the measurements behind this. The rules live in a table of
 //!   testudo's own (`inet testudo`), so they never mix with the host's firewall, and each rule
 //!   carries its owner's tag as a comment, by which it is replaced or removed.
 //! - Ports published on `127.0.0.1` need two things besides the DNAT rule in the `output`

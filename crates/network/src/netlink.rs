@@ -3,7 +3,7 @@
 //! A socket acts in the network namespace it was opened in, whichever thread uses it later:
 //! [`Netns::netlink`](crate::Netns::netlink) opens one inside a namespace.
 
-mod message;
+pub(crate) mod message;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -16,6 +16,9 @@ use crate::IfName;
 use message::{
     Reply, Request, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
 };
+
+/// The interface index of `lo` in every network namespace (`LOOPBACK_IFINDEX`).
+const LOOPBACK_INDEX: i32 = 1;
 
 /// A failed rtnetlink operation, naming what it was done to.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,56 @@ impl Netlink {
         }
     }
 
+    /// Sends `requests` in one datagram and waits for every ack; the first refusal (in
+    /// request order) is the error. The kernel handles the messages in order, and goes on
+    /// after a refused one.
+    fn ack_all(&mut self, mut requests: Vec<(Request, String)>) -> Result<(), NetlinkError> {
+        let first = self.sequence.wrapping_add(1);
+        let mut datagram = Vec::new();
+        for (req, _) in &mut requests {
+            self.sequence = self.sequence.wrapping_add(1);
+            datagram.extend_from_slice(req.finish(self.sequence));
+        }
+        let socket_error = |e: Errno| NetlinkError::Socket(e.into());
+        rustix::net::sendto(
+            &self.fd,
+            &datagram,
+            SendFlags::empty(),
+            &SocketAddrNetlink::new(0, 0),
+        )
+        .map_err(socket_error)?;
+        let mut outcomes: Vec<Option<Result<(), Errno>>> = vec![None; requests.len()];
+        let mut buf = vec![0u8; 32 * 1024];
+        while outcomes.iter().any(Option::is_none) {
+            let (len, _) = rustix::net::recv(&self.fd, &mut buf[..], RecvFlags::empty())
+                .map_err(socket_error)?;
+            let replies = message::parse(&buf[..len]).ok_or_else(|| NetlinkError::Malformed {
+                operation: requests[0].1.clone(),
+            })?;
+            for reply in replies {
+                let (sequence, outcome) = match reply {
+                    Reply::Ack { sequence } => (sequence, Ok(())),
+                    Reply::Error { sequence, errno } => {
+                        (sequence, Err(Errno::from_raw_os_error(errno)))
+                    }
+                    _ => continue,
+                };
+                let slot = usize::try_from(sequence.wrapping_sub(first))
+                    .ok()
+                    .and_then(|i| outcomes.get_mut(i));
+                if let Some(slot) = slot {
+                    *slot = Some(outcome);
+                }
+            }
+        }
+        for ((_, operation), outcome) in requests.into_iter().zip(outcomes) {
+            if let Some(Err(errno)) = outcome {
+                return Err(failed(operation, Failure::Kernel(errno)));
+            }
+        }
+        Ok(())
+    }
+
     fn ack(
         &mut self,
         mut req: Request,
@@ -193,6 +246,65 @@ impl Netlink {
         let mut req = Request::link(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK, 0, None);
         req.ifname(name.as_str()).veth_kind(peer.as_str());
         self.ack(req, || format!("create veth pair {name} and {peer}"))
+    }
+
+    /// Creates a veth pair in one request: `name` here, attached to bridge `bridge` and up, and
+    /// its peer `peer` made directly inside the namespace open at `netns`, down. Creating the
+    /// peer in place spares moving it (`dev_change_net_namespace` waits for an RCU grace
+    /// period, milliseconds on a busy host) and renaming it.
+    pub fn create_veth_into(
+        &mut self,
+        name: &IfName,
+        bridge: &IfName,
+        peer: &IfName,
+        netns: impl AsFd,
+    ) -> Result<(), NetlinkError> {
+        let master = self.link_index(bridge)?;
+        let mut req = Request::link(
+            RTM_NEWLINK,
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
+            0,
+            Some(true),
+        );
+        req.ifname(name.as_str())
+            .master(master)
+            .veth_kind_in(peer.as_str(), netns.as_fd().as_raw_fd());
+        self.ack(req, || {
+            format!("create veth pair {name} on bridge {bridge} and {peer} in a network namespace")
+        })
+    }
+
+    /// Configures link `name` in one round trip: brings `lo` and `name` up, adds `addresses`
+    /// to `name` (existing ones are kept) and a default route via each of `gateways`.
+    pub fn configure_link(
+        &mut self,
+        name: &IfName,
+        addresses: &[ipnet::IpNet],
+        gateways: &[IpAddr],
+    ) -> Result<(), NetlinkError> {
+        let index = self.link_index(name)?;
+        let mut requests = vec![(
+            Request::link(RTM_NEWLINK, NLM_F_ACK, LOOPBACK_INDEX, Some(true)),
+            "bring link lo up".to_owned(),
+        )];
+        requests.push((
+            Request::link(RTM_NEWLINK, NLM_F_ACK, signed(index), Some(true)),
+            format!("bring link {name} up"),
+        ));
+        for address in addresses {
+            let (addr, prefix_len) = (address.addr(), address.prefix_len());
+            requests.push((
+                Request::address(index, addr, prefix_len),
+                format!("add address {addr}/{prefix_len} to link {name}"),
+            ));
+        }
+        for gateway in gateways {
+            requests.push((
+                Request::default_route(*gateway),
+                format!("add default route via {gateway}"),
+            ));
+        }
+        self.ack_all(requests)
     }
 
     /// Moves link `name` into the network namespace open at `netns`.

@@ -131,9 +131,7 @@ pub struct AttachPlan {
     pub bridge: IfName,
     /// The host end of the veth pair.
     pub host_veth: IfName,
-    /// The other end's name until it is renamed inside the namespace.
-    pub peer_veth: IfName,
-    /// The other end's name inside.
+    /// The other end's name, inside the namespace (it is created there).
     pub ifname: IfName,
     /// Its addresses, with the subnets' prefix lengths.
     pub addresses: Vec<IpNet>,
@@ -187,17 +185,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The veth names of a container on a network: `tv` (host end) and `tp` (the end before it
-/// moves into the namespace), then 12 hex digits of a hash of both, so that the names are known
-/// from the ids alone (detaching after a crash needs no state) and fit in 15 bytes.
-fn veth_names(network: &str, container_id: &str) -> (IfName, IfName) {
+/// The host end's name of a container's veth pair on a network: `tv` and 12 hex digits of a
+/// hash of both ids, so that it is known from the ids alone (detaching after a crash needs no
+/// state) and fits in 15 bytes.
+fn host_veth_name(network: &str, container_id: &str) -> IfName {
     let hash = fnv1a(format!("{network}\0{container_id}").as_bytes()) & 0xffff_ffff_ffff;
-    let name = |prefix: &str| IfName::new(format!("{prefix}{hash:012x}"));
-    match (name("tv"), name("tp")) {
-        (Ok(host), Ok(peer)) => (host, peer),
+    IfName::new(format!("tv{hash:012x}"))
         // 14 bytes of [a-z0-9]: always valid.
-        _ => unreachable!("veth names are valid interface names"),
-    }
+        .unwrap_or_else(|_| unreachable!("veth names are valid interface names"))
 }
 
 /// Plans attaching container `request` to `network` with addresses `lease`.
@@ -256,12 +251,11 @@ pub fn plan_attach(
             }
         }
     }
-    let (host_veth, peer_veth) = veth_names(&network.name, &request.container_id);
+    let host_veth = host_veth_name(&network.name, &request.container_id);
     Ok(AttachPlan {
         netns: request.netns.clone(),
         bridge: network.bridge.clone(),
         host_veth,
-        peer_veth,
         ifname: request.ifname.clone(),
         addresses,
         gateways,
@@ -273,7 +267,7 @@ pub fn plan_attach(
 /// Plans detaching container `container_id` from `network`.
 pub fn plan_detach(network: &BridgeNetwork, container_id: &str) -> DetachPlan {
     DetachPlan {
-        host_veth: veth_names(&network.name, container_id).0,
+        host_veth: host_veth_name(&network.name, container_id),
         nat_tag: container_tag(container_id),
     }
 }

@@ -8,7 +8,9 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 
 use common::{ask, connect, echo_once, TestNet};
-use testudo_network::{plan_attach, AttachRequest, BridgeError, IfName, Lease, Netlink};
+use testudo_network::{
+    plan_attach, AttachRequest, BridgeDriver, BridgeError, IfName, Lease, Netlink, Nft,
+};
 
 fn listen_in(netns: &testudo_network::Netns, addr: SocketAddr) -> TcpListener {
     netns.run(|| TcpListener::bind(addr)).unwrap().unwrap()
@@ -257,16 +259,55 @@ fn a_failed_attach_is_rolled_back() {
         ports: vec!["8080:80".parse().unwrap()],
     };
     let mut plan = plan_attach(&net.network, &request, &lease).unwrap();
-    // A bridge that does not exist: the veth pair is made, then attaching it fails.
+    // A bridge that does not exist: the request is refused before anything is made.
     plan.bridge = IfName::new(format!("{}z", net.id)).unwrap();
     let err = net.driver.attach(&plan).unwrap_err();
     assert_eq!(err.to_string(), format!("no link named {}", plan.bridge));
     assert!(!common::host_links().contains(plan.host_veth.as_str()));
-    assert!(!common::host_links().contains(plan.peer_veth.as_str()));
+    let links = container.run(common::host_links).unwrap();
+    assert_eq!(links.into_iter().collect::<Vec<_>>(), ["lo"]);
+
+    // The pair is made and configured, then the port rules cannot be set: both ends go again.
+    plan.bridge = net.network.bridge.clone();
+    let broken = BridgeDriver::new(Nft::new("/nonexistent/nft", net.id.clone()));
+    let err = broken.attach(&plan).unwrap_err();
+    assert!(matches!(err, BridgeError::Nft(_)), "{err:?}");
+    assert!(!common::host_links().contains(plan.host_veth.as_str()));
     let links = container.run(common::host_links).unwrap();
     assert_eq!(links.into_iter().collect::<Vec<_>>(), ["lo"]);
     net.ipam
         .update(|s| Ok(s.release(&net.network.name, "rb")))
         .unwrap();
     net.teardown();
+}
+
+#[test]
+fn rules_are_removed_over_netlink_by_owner_and_removing_twice_is_harmless() {
+    if !testudo_test_support::require_root() {
+        return;
+    }
+    let id = common::unique_id();
+    let nft = Nft::new("nft", id.clone());
+    let dnat = |port: u16| testudo_network::NatRule::Dnat {
+        hook: testudo_network::DnatHook::Output,
+        host_ip: Some("127.0.0.1".parse().unwrap()),
+        host_port: port,
+        protocol: testudo_network::Protocol::Tcp,
+        to: "10.231.9.2:80".parse().unwrap(),
+    };
+    nft.replace_rules("container:a", &[dnat(1001), dnat(1002)])
+        .unwrap();
+    nft.replace_rules("container:b", &[dnat(1003)]).unwrap();
+    let listed = || common::run("nft", &["-j", "list", "table", "inet", &id]);
+
+    nft.remove_rules("container:a", true).unwrap();
+    let table = listed();
+    assert!(!table.contains("container:a"), "{table}");
+    assert!(table.contains("container:b"), "{table}");
+    nft.remove_rules("container:a", true).unwrap();
+
+    nft.remove_rules("container:b", true).unwrap();
+    let tables = common::run("nft", &["-j", "list", "tables"]);
+    assert!(!tables.contains(&format!("\"{id}\"")), "{tables}");
+    nft.remove_rules("container:b", true).unwrap();
 }

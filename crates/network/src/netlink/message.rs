@@ -190,6 +190,17 @@ impl Request {
     /// `IFLA_LINKINFO { IFLA_INFO_KIND "veth", IFLA_INFO_DATA { VETH_INFO_PEER { ifinfomsg,
     /// IFLA_IFNAME peer } } }`.
     pub(crate) fn veth_kind(&mut self, peer: &str) -> &mut Self {
+        self.veth_peer(peer, None)
+    }
+
+    /// Like [`Self::veth_kind`], with the peer created inside the namespace open at `netns`
+    /// (`IFLA_NET_NS_FD` in the peer's attributes). The peer cannot be created up: the kernel
+    /// opens it before the pair is linked, and refuses with `ENOTCONN`.
+    pub(crate) fn veth_kind_in(&mut self, peer: &str, netns: i32) -> &mut Self {
+        self.veth_peer(peer, Some(netns))
+    }
+
+    fn veth_peer(&mut self, peer: &str, netns: Option<i32>) -> &mut Self {
         self.begin_nest(IFLA_LINKINFO);
         self.attr(IFLA_INFO_KIND, b"veth\0");
         self.begin_nest(IFLA_INFO_DATA);
@@ -200,6 +211,9 @@ impl Request {
         self.buf.extend_from_slice(&VETH_INFO_PEER.to_ne_bytes());
         self.ifinfomsg(0, None);
         self.ifname(peer);
+        if let Some(fd) = netns {
+            self.netns_fd(fd);
+        }
         self.end_nest();
         self.end_nest();
         self.end_nest();
@@ -232,11 +246,11 @@ pub(crate) enum Reply {
     Other { sequence: u32 },
 }
 
-fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
+pub(crate) fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(buf.get(at..at + 2)?.try_into().ok()?))
 }
 
-fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
+pub(crate) fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?))
 }
 
@@ -245,7 +259,7 @@ fn i32_at(buf: &[u8], at: usize) -> Option<i32> {
 }
 
 /// Iterates over `(kind, payload)` of the attributes in `buf`, stopping at a malformed one.
-fn attributes(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attributes(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     let mut at = 0;
     std::iter::from_fn(move || {
         let len = usize::from(u16_at(buf, at)?);
@@ -326,6 +340,32 @@ mod tests {
         let peer = data[0].1;
         let peer_attrs: Vec<_> = attributes(&peer[IFINFOMSG_LEN..]).collect();
         assert_eq!(peer_attrs, vec![(IFLA_IFNAME, &b"vp0\0"[..])]);
+    }
+
+    #[test]
+    fn a_veth_peer_made_inside_a_namespace_carries_the_namespace_fd() {
+        let mut req = Request::link(
+            RTM_NEWLINK,
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
+            0,
+            Some(true),
+        );
+        req.ifname("vh0").master(4).veth_kind_in("eth0", 9);
+        let bytes = req.finish(1).to_vec();
+        assert_eq!(u32_at(&bytes, HEADER_LEN + 8).unwrap(), IFF_UP);
+        let attrs: Vec<_> = attributes(&bytes[HEADER_LEN + IFINFOMSG_LEN..]).collect();
+        assert_eq!(attrs[1], (IFLA_MASTER, &4u32.to_ne_bytes()[..]));
+        let info: Vec<_> = attributes(attrs[2].1).collect();
+        let data: Vec<_> = attributes(info[1].1).collect();
+        let peer = data[0].1;
+        let peer_attrs: Vec<_> = attributes(&peer[IFINFOMSG_LEN..]).collect();
+        assert_eq!(
+            peer_attrs,
+            vec![
+                (IFLA_IFNAME, &b"eth0\0"[..]),
+                (IFLA_NET_NS_FD, &9i32.to_ne_bytes()[..])
+            ]
+        );
     }
 
     #[test]
