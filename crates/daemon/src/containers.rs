@@ -1,7 +1,7 @@
 //! `testudo.containers.v1.ContainersService` over the engine's container service.
 //!
-//! Exec and Attach answer `Unimplemented` for now: they need the monitor's exec and attach,
-//! which are being built. Inspect reports no image digest and no restart count yet: the engine's
+//! Exec and Attach check their `start` and the container's state here, then `stdio.rs` serves
+//! the rest of the stream. Inspect reports no image digest and no restart count yet: the engine's
 //! record holds neither.
 
 use std::future::Future;
@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use testudo_api::containers::v1::containers_service_server::ContainersService;
 use testudo_api::containers::v1::{
-    AttachRequest, AttachResponse, Container, ContainerState, ContainerStatus, CpuStats,
-    CreateRequest, CreateResponse, DeleteRequest, DeleteResponse, ExecRequest, ExecResponse,
-    InspectRequest, InspectResponse, KillRequest, KillResponse, ListRequest, ListResponse,
-    LogsRequest, LogsResponse, MemoryStats, OutputStream, PidsStats, RunRequest, RunResponse,
-    StartRequest, StartResponse, StatsRequest, StatsResponse, StopRequest, StopResponse,
-    WaitRequest, WaitResponse,
+    attach_request, attach_response, exec_request, exec_response, AttachRequest, AttachResponse,
+    Container, ContainerState, ContainerStatus, CpuStats, CreateRequest, CreateResponse,
+    DeleteRequest, DeleteResponse, ExecRequest, ExecResponse, InspectRequest, InspectResponse,
+    KillRequest, KillResponse, ListRequest, ListResponse, LogsRequest, LogsResponse, MemoryStats,
+    OutputStream, PidsStats, RunRequest, RunResponse, StartRequest, StartResponse, StatsRequest,
+    StatsResponse, StopRequest, StopResponse, WaitRequest, WaitResponse,
 };
 use testudo_engine::containers::{self as engine, status, LogOptions, LogStream};
 use testudo_engine::state::ContainerRecord;
@@ -25,8 +25,11 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::namespaces::timestamp;
-use crate::request::{container_config, container_ref, create_request, signal, RequestError};
+use crate::request::{
+    container_config, container_ref, create_request, exec_request, signal, RequestError,
+};
 use crate::status::{blocking, CallError};
+use crate::stdio::{self, Call, ClientMessage, ServerMessage};
 use crate::Engine;
 
 /// Stop's timeout when the request gives none.
@@ -113,14 +116,16 @@ fn state(status: &str) -> ContainerState {
     }
 }
 
+/// The request a container was created with, from its record.
+fn container_config_of(record: &ContainerRecord) -> Result<engine::CreateRequest, CallError> {
+    serde_json::from_value(record.config.clone()).map_err(|source| CallError::StoredConfig {
+        container: record.id.clone(),
+        source,
+    })
+}
+
 fn container(record: ContainerRecord) -> Result<Container, CallError> {
-    let request: engine::CreateRequest =
-        serde_json::from_value(record.config.clone()).map_err(|source| {
-            CallError::StoredConfig {
-                container: record.id.clone(),
-                source,
-            }
-        })?;
+    let request = container_config_of(&record)?;
     let state = state(&record.status);
     let running = state == ContainerState::Running;
     Ok(Container {
@@ -408,20 +413,95 @@ impl ContainersService for Containers {
 
     async fn exec(
         &self,
-        _: Request<Streaming<ExecRequest>>,
+        request: Request<Streaming<ExecRequest>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
-        Err(Status::unimplemented(
-            "exec is not implemented yet: the monitor cannot run processes in a container yet",
-        ))
+        let mut requests = request.into_inner();
+        let start = match requests.message().await? {
+            Some(ExecRequest {
+                message: Some(exec_request::Message::Start(start)),
+            }) => start,
+            _ => return Err(RequestError::StreamWithoutStart { call: "exec" }.into_status()),
+        };
+        let container = container_ref(&start.container)
+            .map_err(CallError::from)?
+            .to_owned();
+        let exec = exec_request(&start).map_err(CallError::from)?;
+        let namespace = start.namespace;
+        let record = self
+            .expect_state(&namespace, &container, &[status::RUNNING], "exec in it")
+            .await?;
+        let (ns, id) = (namespace.clone(), record.id.clone());
+        let io = self
+            .offload(move |e| async move { e.containers.exec(&ns, &id, exec).await })
+            .await?;
+        tracing::debug!(namespace, container_id = %record.id, "exec process started");
+        let call = Call {
+            name: "exec",
+            container,
+            stdin_allowed: true,
+            classify: |request: ExecRequest| match request.message {
+                Some(exec_request::Message::Start(_)) => ClientMessage::Start,
+                Some(exec_request::Message::Stdin(bytes)) => ClientMessage::Stdin(bytes),
+                Some(exec_request::Message::Resize(size)) => ClientMessage::Resize(size),
+                None => ClientMessage::Empty,
+            },
+            respond: |message| ExecResponse {
+                message: Some(match message {
+                    ServerMessage::Output(output) => exec_response::Message::Output(output),
+                    ServerMessage::Exit(exit) => exec_response::Message::Exit(exit),
+                }),
+            },
+        };
+        Ok(Response::new(Box::pin(stdio::serve(call, requests, io))))
     }
 
     async fn attach(
         &self,
-        _: Request<Streaming<AttachRequest>>,
+        request: Request<Streaming<AttachRequest>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        Err(Status::unimplemented(
-            "attach is not implemented yet: the monitor cannot hand out a container's stdio yet",
-        ))
+        let mut requests = request.into_inner();
+        let start = match requests.message().await? {
+            Some(AttachRequest {
+                message: Some(attach_request::Message::Start(start)),
+            }) => start,
+            _ => return Err(RequestError::StreamWithoutStart { call: "attach" }.into_status()),
+        };
+        let container = container_ref(&start.container)
+            .map_err(CallError::from)?
+            .to_owned();
+        let namespace = start.namespace;
+        let record = self
+            .expect_state(
+                &namespace,
+                &container,
+                &[status::CREATED, status::RUNNING],
+                "attach to it",
+            )
+            .await?;
+        let stdin_allowed = container_config_of(&record)?.stdin;
+        let (ns, id) = (namespace.clone(), record.id.clone());
+        let io = self
+            .offload(move |e| async move { e.containers.attach(&ns, &id).await })
+            .await?;
+        tracing::debug!(namespace, container_id = %record.id, "client attached");
+        let call = Call {
+            name: "attach",
+            container,
+            stdin_allowed,
+            classify: |request: AttachRequest| match request.message {
+                Some(attach_request::Message::Start(_)) => ClientMessage::Start,
+                Some(attach_request::Message::Stdin(bytes)) => ClientMessage::Stdin(bytes),
+                Some(attach_request::Message::Resize(size)) => ClientMessage::Resize(size),
+                None => ClientMessage::Empty,
+            },
+            respond: |message| AttachResponse {
+                message: Some(match message {
+                    ServerMessage::Output(output) => attach_response::Message::Output(output),
+                    ServerMessage::Exit(exit) => attach_response::Message::Exit(exit),
+                }),
+            },
+        };
+        Ok(Response::new(Box::pin(stdio::serve(call, requests, io))))
     }
 
     async fn stats(

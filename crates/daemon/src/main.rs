@@ -1,8 +1,8 @@
 //! `testudod`, the node daemon: serves the gRPC API (`proto/testudo/`, `docs/api.md`) on a unix
 //! socket, and with `--listen-tcp` also on TCP with mutual TLS (`tcp.rs`), and maps each call
-//! onto the engine: namespaces, images, containers (Exec and Attach answer `Unimplemented`
-//! until the monitor serves them) and events (`events.rs`: the engine's event bus, namespace
-//! events published by `namespaces.rs`).
+//! onto the engine: namespaces, images, containers (with Exec and Attach streams, `stdio.rs`)
+//! and events (`events.rs`: the engine's event bus, namespace events published by
+//! `namespaces.rs`).
 //!
 //! Non-goals: any logic of its own beyond validating requests, mapping errors to statuses and
 //! owning the listeners; containers run in monitor processes that the engine starts (`testudo
@@ -24,6 +24,7 @@ mod namespaces;
 mod request;
 mod socket;
 mod status;
+mod stdio;
 mod tcp;
 
 use std::path::PathBuf;

@@ -59,6 +59,29 @@ pub(crate) enum RequestError {
     Since,
     #[error("invalid container state {state} in the filter")]
     State { state: i32 },
+    #[error("the first message of an {call} must be `start`")]
+    StreamWithoutStart { call: &'static str },
+    #[error("an {call} sent `start` twice")]
+    StartTwice { call: &'static str },
+    #[error("an {call} message has nothing set")]
+    EmptyMessage { call: &'static str },
+    #[error("a stdin chunk of {size} bytes is larger than 1 MiB")]
+    StdinTooLarge { size: usize },
+    #[error("terminal size {columns}x{rows} is larger than 65535x65535")]
+    TerminalSize { rows: u32, columns: u32 },
+    #[error("an exec needs at least the program")]
+    NoCommand,
+    #[error("environment entry {entry:?} is not NAME=value")]
+    Env { entry: String },
+    #[error("user {user:?} is not uid or uid:gid (names are not resolved for exec)")]
+    ExecUser { user: String },
+}
+
+impl RequestError {
+    /// The status a call ends with for this error.
+    pub(crate) fn into_status(self) -> tonic::Status {
+        crate::status::CallError::from(self).into()
+    }
 }
 
 /// The largest bytes chunk of a stream (`docs/api.md`).
@@ -214,6 +237,54 @@ pub(crate) fn signal(text: &str, default: i32) -> Result<i32, RequestError> {
         .find(|(n, _)| *n == name)
         .map(|&(_, number)| number)
         .ok_or_else(bad)
+}
+
+/// The engine's request for an exec process from the API's `start`, validated.
+pub(crate) fn exec_request(start: &v1::ExecStart) -> Result<engine::ExecRequest, RequestError> {
+    if start.args.first().is_none_or(String::is_empty) {
+        return Err(RequestError::NoCommand);
+    }
+    if let Some(entry) = start
+        .env
+        .iter()
+        .find(|e| e.split_once('=').is_none_or(|(name, _)| name.is_empty()))
+    {
+        return Err(RequestError::Env {
+            entry: entry.clone(),
+        });
+    }
+    let cwd = Some(start.cwd.clone()).filter(|d| !d.is_empty());
+    if let Some(dir) = cwd.as_deref().filter(|d| !d.starts_with('/')) {
+        return Err(RequestError::RelativeWorkingDir {
+            path: dir.to_owned(),
+        });
+    }
+    let user = Some(start.user.as_str())
+        .filter(|u| !u.is_empty())
+        .map(exec_user)
+        .transpose()?;
+    Ok(engine::ExecRequest {
+        args: start.args.clone(),
+        env: start.env.clone(),
+        cwd,
+        user,
+        tty: start.tty,
+        stdin: true,
+    })
+}
+
+/// `uid` or `uid:gid`.
+fn exec_user(user: &str) -> Result<(u32, Option<u32>), RequestError> {
+    let bad = || RequestError::ExecUser {
+        user: user.to_owned(),
+    };
+    let (uid, gid) = match user.split_once(':') {
+        Some((uid, gid)) => (uid, Some(gid)),
+        None => (user, None),
+    };
+    let uid = uid.parse().map_err(|_| bad())?;
+    let gid = gid.map(str::parse).transpose().map_err(|_| bad())?;
+    Ok((uid, gid))
 }
 
 /// The engine's request for a container from the API's configuration, validated.
@@ -383,6 +454,41 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn an_exec_start_is_validated() {
+        let start = |args: &[&str], env: &[&str], cwd: &str, user: &str| v1::ExecStart {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: env.iter().map(|e| (*e).to_owned()).collect(),
+            cwd: cwd.to_owned(),
+            user: user.to_owned(),
+            ..v1::ExecStart::default()
+        };
+        let good = exec_request(&start(&["id"], &["A=1"], "/tmp", "1000:100")).unwrap();
+        assert_eq!(good.user, Some((1000, Some(100))));
+        assert_eq!(good.cwd.as_deref(), Some("/tmp"));
+        assert!(good.stdin);
+        let uid_only = exec_request(&start(&["id"], &[], "", "7")).unwrap();
+        assert_eq!((uid_only.user, uid_only.cwd), (Some((7, None)), None));
+        for (bad, what) in [
+            (
+                start(&[], &[], "", ""),
+                "an exec needs at least the program",
+            ),
+            (
+                start(&[""], &[], "", ""),
+                "an exec needs at least the program",
+            ),
+            (start(&["id"], &["A"], "", ""), "environment entry \"A\""),
+            (start(&["id"], &["=1"], "", ""), "environment entry \"=1\""),
+            (start(&["id"], &[], "tmp", ""), "working directory \"tmp\""),
+            (start(&["id"], &[], "", "nobody"), "user \"nobody\""),
+            (start(&["id"], &[], "", "1:x"), "user \"1:x\""),
+        ] {
+            let message = exec_request(&bad).unwrap_err().to_string();
+            assert!(message.starts_with(what), "{message}");
+        }
+    }
 
     #[test]
     fn namespace_names_follow_the_dns_label_rule() {

@@ -37,6 +37,8 @@ pub(crate) enum CallError {
     },
     #[error("a background task failed")]
     Task(#[from] tokio::task::JoinError),
+    #[error("container {container:?} was created without stdin")]
+    NoStdin { container: String },
 }
 
 impl Kind for CallError {
@@ -46,7 +48,9 @@ impl Kind for CallError {
             CallError::State(e) => e.kind(),
             CallError::Image(e) => e.kind(),
             CallError::Container(e) => e.kind(),
-            CallError::WrongState { .. } => ErrorKind::FailedPrecondition,
+            CallError::WrongState { .. } | CallError::NoStdin { .. } => {
+                ErrorKind::FailedPrecondition
+            }
             CallError::Spool(_)
             | CallError::Encode(_)
             | CallError::StoredConfig { .. }

@@ -605,7 +605,11 @@ async fn bad_requests_get_the_right_status_and_leave_nothing() {
         })),
     };
     let refused = code(client.exec(tokio_stream::iter([exec])).await.unwrap_err());
-    assert_eq!(refused.0, Code::Unimplemented, "{refused:?}");
+    assert_eq!(
+        refused.0,
+        Code::FailedPrecondition,
+        "exec in a created container: {refused:?}"
+    );
 
     // Only the first container exists, with only its own files.
     let listed = client

@@ -291,6 +291,16 @@ impl Client {
         }
     }
 
+    /// Sends `signal` to exec process `exec_id` of container `id` unless it has exited.
+    pub fn kill_exec(&mut self, id: &str, exec_id: &str, signal: i32) -> Result<(), ClientError> {
+        let request = Request::KillExec {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            signal,
+        };
+        self.done("kill_exec", &request)
+    }
+
     /// Attaches to a container: its output from now on, its input and its terminal. A
     /// [`Client::wait`] on the same connection afterwards gives its exit.
     pub fn attach(&mut self, id: &str) -> Result<ProcessStdio, ClientError> {

@@ -72,6 +72,17 @@ pub enum Request {
         /// Container id.
         id: String,
     },
+    /// Sends `signal` to exec process `exec_id` of container `id` through the monitor's pidfd of
+    /// it (so never to another process that reuses its pid); answered [`Response::Done`], also
+    /// when it has already exited.
+    KillExec {
+        /// Container id.
+        id: String,
+        /// The exec process's id, as given in [`ExecProcess::exec_id`].
+        exec_id: String,
+        /// Signal number.
+        signal: i32,
+    },
 }
 
 /// What [`Request::Exec`] runs, and how.

@@ -476,6 +476,15 @@ fn handle(
             Ok(None) => Outcome::WaitFor(Awaited::Exec(id, exec_id)),
             Err(e) => Outcome::Reply(Response::Error(e)),
         },
+        Request::KillExec {
+            id,
+            exec_id,
+            signal,
+        } => reply(
+            supervisor
+                .kill_exec(&id, &exec_id, signal)
+                .map(|()| Response::Done),
+        ),
         Request::Attach { id } => match supervisor.attach(&id) {
             Ok(handed) => {
                 let (roles, fds) = handed.into_iter().unzip();

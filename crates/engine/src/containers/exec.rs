@@ -9,11 +9,13 @@
 //!
 //! Dropping a [`ProcessIo`] of an attach detaches (the container runs on); of an exec, it closes
 //! the process's stdio (the process sees end of file or `SIGHUP`) and nobody collects its exit
-//! but the monitor.
+//! but the monitor. A caller whose client went away kills an exec process with
+//! [`ProcessIo::kill`] first: a process that ignores its closed stdio would otherwise run on.
 
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -81,6 +83,28 @@ impl TerminalResize {
     }
 }
 
+/// Kills one exec process, through its monitor.
+#[derive(Debug, Clone)]
+pub struct ExecKill {
+    socket: PathBuf,
+    id: String,
+    exec_id: String,
+}
+
+/// `SIGKILL`, the same on every Linux architecture.
+const SIGKILL: i32 = 9;
+
+impl ExecKill {
+    /// Sends `SIGKILL` to the exec process; does nothing once it has exited.
+    pub async fn kill(&self) -> Result<(), ContainerError> {
+        let (id, exec_id) = (self.id.clone(), self.exec_id.clone());
+        super::call_monitor(&self.id, &self.socket, move |client| {
+            client.kill_exec(&id, &exec_id, SIGKILL)
+        })
+        .await
+    }
+}
+
 /// The stdio of an exec'd or attached process.
 pub struct ProcessIo {
     /// Writes the process's input; `None` when it has none (no `stdin`, or an attach to a
@@ -93,6 +117,9 @@ pub struct ProcessIo {
     pub resize: Option<TerminalResize>,
     /// The exit code.
     pub exit: ExitFuture,
+    /// Kills the process: set for an exec, `None` for an attach (whose process is the
+    /// container's, stopped with [`ContainerService::kill`]).
+    pub kill: Option<ExecKill>,
 }
 
 impl std::fmt::Debug for ProcessIo {
@@ -100,6 +127,7 @@ impl std::fmt::Debug for ProcessIo {
         f.debug_struct("ProcessIo")
             .field("stdin", &self.stdin.is_some())
             .field("resize", &self.resize)
+            .field("kill", &self.kill)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +168,11 @@ impl ContainerService {
         let (_, stdio) = self
             .monitor_call(&record.id, &socket, move |client| client.exec(process))
             .await?;
+        let kill = ExecKill {
+            socket: socket.clone(),
+            id: record.id.clone(),
+            exec_id: exec_id.clone(),
+        };
         let id = record.id.clone();
         let exit: ExitFuture = Box::pin(async move {
             let wait_id = id.clone();
@@ -150,7 +183,9 @@ impl ContainerService {
             .map_err(|source| ContainerError::Monitor { id, source })?;
             Ok(status.termination.shell_code())
         });
-        process_io(&record.id, stdio, exit)
+        let mut io = process_io(&record.id, stdio, exit)?;
+        io.kill = Some(kill);
+        Ok(io)
     }
 
     /// Attaches to a container: its output from now on (it is logged all the same), its input
@@ -237,6 +272,7 @@ fn process_io(
         output,
         resize,
         exit,
+        kill: None,
     })
 }
 

@@ -57,7 +57,9 @@ use testudo_monitor_protocol::{
 use testudo_snapshot::{mount_all, unmount};
 
 pub use error::ContainerError;
-pub use exec::{ExecRequest, ExitFuture, OutputChunk, OutputStream, ProcessIo, TerminalResize};
+pub use exec::{
+    ExecKill, ExecRequest, ExitFuture, OutputChunk, OutputStream, ProcessIo, TerminalResize,
+};
 pub use logs::{parse_record, LogOptions, LogReceiver, LogRecord, LogStream};
 pub use request::{
     apply_request, validate, CreateRequest, MountRequest, NetworkMode, Resources, RestartPolicy,

@@ -177,6 +177,38 @@ impl Supervisor {
             })
     }
 
+    /// `KillExec`: `signal` to a running exec process through its pidfd; nothing once it has
+    /// been reaped.
+    pub(crate) fn kill_exec(&self, id: &str, exec_id: &str, signal: i32) -> Reply<()> {
+        let c = &self.containers[self.index(id)?];
+        let exec = c
+            .execs
+            .iter()
+            .find(|e| e.exec_id == exec_id)
+            .ok_or_else(|| {
+                refuse(
+                    ErrorKind::NotFound,
+                    format!("exec process {exec_id} of container {id} does not exist"),
+                )
+            })?;
+        let Some(pidfd) = exec.pidfd() else {
+            return Ok(());
+        };
+        let signal = rustix::process::Signal::from_named_raw(signal).ok_or_else(|| {
+            refuse(
+                ErrorKind::InvalidArgument,
+                format!("invalid signal {signal}"),
+            )
+        })?;
+        match rustix::process::pidfd_send_signal(pidfd, signal) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(refuse(
+                ErrorKind::Internal,
+                format!("signal exec process {exec_id}: {e}"),
+            )),
+        }
+    }
+
     /// Forgets an exec process whose exit was delivered.
     pub(crate) fn forget_exec(&mut self, id: &str, exec_id: &str) {
         if let Ok(index) = self.index(id) {
