@@ -228,3 +228,56 @@ pub(crate) fn logged_tcp_address(dir: &Path) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The name [`import_busybox`] gives the image.
+pub(crate) const BUSYBOX: &str = "example.com/busybox:v1";
+
+/// Builds a busybox image from busybox-static and imports it into `daemon`'s default namespace
+/// as [`BUSYBOX`].
+pub(crate) fn import_busybox(daemon: &Daemon) {
+    use testudo_test_support::{BusyboxRootfs, ImageLayout, Layer, TestImage};
+    let image = TestImage::new(vec![Layer::from_dir(BusyboxRootfs::new().path())]);
+    let mut layout = ImageLayout::new();
+    layout.add_image("v1", &image);
+    let archive = daemon.dir.path().join("busybox.tar");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(layout.path())
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    daemon.ok(&[
+        "image",
+        "import",
+        archive.to_str().unwrap(),
+        "--name",
+        "example.com/busybox",
+    ]);
+}
+
+/// Polls `done` until it holds; the deadline only turns a hang into a failure.
+pub(crate) fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Daemon {
+    /// Kills the daemon with SIGKILL, leaving its socket, state and monitors as they are.
+    pub(crate) fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts the daemon again on the same directory, after [`Daemon::kill_hard`] or
+    /// [`Daemon::terminate`], and waits until it answers.
+    pub(crate) fn restart(&mut self) {
+        self.child = spawn_daemon(self.dir.path(), &[]);
+        self.wait_ready();
+    }
+}
