@@ -7,14 +7,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use testudo_test_support::{require_root, BusyboxRootfs, ImageLayout, Layer, TestImage};
+use testudo_test_support::require_root;
 
 /// The name the busybox image is imported under.
-const IMAGE: &str = "example.com/busybox:v1";
+const IMAGE: &str = BUSYBOX;
 
 /// A daemon holding the busybox image, or `None` when not root (and not required to be).
 fn daemon_with_busybox() -> Option<Daemon> {
@@ -22,27 +21,7 @@ fn daemon_with_busybox() -> Option<Daemon> {
         return None;
     }
     let daemon = Daemon::start(&[]);
-    let image = TestImage::new(vec![Layer::from_dir(BusyboxRootfs::new().path())])
-        .config(serde_json::json!({"Cmd": ["echo", "the image's command"]}));
-    let mut layout = ImageLayout::new();
-    layout.add_image("v1", &image);
-    let archive = daemon.dir.path().join("busybox.tar");
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(layout.path())
-        .arg("-cf")
-        .arg(&archive)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(tar.success());
-    daemon.ok(&[
-        "image",
-        "import",
-        archive.to_str().unwrap(),
-        "--name",
-        "example.com/busybox",
-    ]);
+    import_busybox(&daemon);
     Some(daemon)
 }
 

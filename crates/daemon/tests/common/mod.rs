@@ -232,11 +232,12 @@ pub(crate) fn logged_tcp_address(dir: &Path) -> String {
 /// The name [`import_busybox`] gives the image.
 pub(crate) const BUSYBOX: &str = "example.com/busybox:v1";
 
-/// Builds a busybox image from busybox-static and imports it into `daemon`'s default namespace
-/// as [`BUSYBOX`].
+/// Builds a busybox image from busybox-static, whose command echoes "the image's command", and
+/// imports it into `daemon`'s default namespace as [`BUSYBOX`].
 pub(crate) fn import_busybox(daemon: &Daemon) {
     use testudo_test_support::{BusyboxRootfs, ImageLayout, Layer, TestImage};
-    let image = TestImage::new(vec![Layer::from_dir(BusyboxRootfs::new().path())]);
+    let image = TestImage::new(vec![Layer::from_dir(BusyboxRootfs::new().path())])
+        .config(serde_json::json!({"Cmd": ["echo", "the image's command"]}));
     let mut layout = ImageLayout::new();
     layout.add_image("v1", &image);
     let archive = daemon.dir.path().join("busybox.tar");
