@@ -4,26 +4,23 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{container_service, Services};
 use tempfile::TempDir;
 use testudo_engine::containers::{
-    status, ContainerService, ContainerServiceConfig, CreateRequest, MountRequest, NetworkMode,
-    Resources,
+    status, ContainerService, CreateRequest, MountRequest, NetworkMode, Resources,
 };
 use testudo_engine::error::{ErrorKind, Kind};
-use testudo_engine::images::{ImageService, ImageServiceConfig, SnapshotterChoice};
+use testudo_engine::images::ImageService;
 use testudo_engine::state::{ContainerRecord, Name, StateDb};
-use testudo_image::manifest::Platform;
-use testudo_image::registry::{Credentials, RegistryOptions};
 use testudo_monitor_protocol::Client;
 use testudo_snapshot::SnapshotKind;
-use testudo_test_support::{
-    require_root, BusyboxRootfs, ImageLayout, Layer, LeakCheck, PushFormat, Registry, TestImage,
-};
+use testudo_test_support::{require_root, LeakCheck, Registry};
 
 const NS: &str = "tenant";
 
@@ -39,49 +36,14 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let registry = Registry::start();
-        let image = TestImage::new(vec![Layer::from_dir(BusyboxRootfs::new().path())])
-            .config(serde_json::json!({"Cmd": ["echo", "hello"]}));
-        let mut layout = ImageLayout::new();
-        layout.add_image("v1", &image);
-        registry.push(
-            layout.path(),
-            "v1",
-            "test/busybox:v1",
-            PushFormat::Oci,
-            false,
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(StateDb::open(&dir.path().join("state.redb")).unwrap());
-        let namespace = Name::parse("namespace", NS).unwrap();
-        state.create_namespace(&namespace, BTreeMap::new()).unwrap();
-        let images = Arc::new(
-            ImageService::open(
-                ImageServiceConfig {
-                    root: dir.path().join("images"),
-                    registry: RegistryOptions {
-                        insecure: vec![registry.address()],
-                        credentials: Credentials::none(),
-                        timeout: Duration::from_secs(10),
-                        ..RegistryOptions::default()
-                    },
-                    snapshotter: SnapshotterChoice::Auto,
-                    platform: Platform::host(),
-                },
-                state.clone(),
-            )
-            .unwrap(),
-        );
-        let reference = format!("{}/test/busybox:v1", registry.address());
-        images.pull(&namespace, &reference, false).await.unwrap();
-        let mut config = ContainerServiceConfig::new(
-            dir.path().join("containers"),
-            testudo_test_support::testudo_binary(),
-        );
-        config.log_root = dir.path().join("logs");
-        // Below the leak checker's cgroup parent, so it sees the containers' cgroups.
-        config.cgroup_parent = PathBuf::from("/testudo-test");
-        let containers = ContainerService::new(config, images.clone(), state.clone()).unwrap();
+        let Services {
+            registry,
+            dir,
+            state,
+            images,
+            reference,
+        } = Services::start(NS).await;
+        let containers = container_service(dir.path(), &images, &state);
         Self {
             _registry: registry,
             dir,

@@ -3,21 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
+use common::{container_service, Services};
 use tempfile::TempDir;
 use testudo_engine::containers::{
-    ContainerService, ContainerServiceConfig, CreateRequest, ExecRequest, OutputStream, ProcessIo,
+    ContainerService, CreateRequest, ExecRequest, OutputStream, ProcessIo,
 };
-use testudo_engine::images::{ImageService, ImageServiceConfig, SnapshotterChoice};
-use testudo_engine::state::{Name, StateDb};
-use testudo_image::manifest::Platform;
-use testudo_image::registry::{Credentials, RegistryOptions};
-use testudo_test_support::{
-    require_root, BusyboxRootfs, ImageLayout, Layer, PushFormat, Registry, TestImage,
-};
+use testudo_test_support::{require_root, Registry};
 use tokio::io::AsyncWriteExt;
 
 const NS: &str = "tenant";
@@ -32,47 +25,14 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let registry = Registry::start();
-        let image = TestImage::new(vec![Layer::from_dir(BusyboxRootfs::new().path())]);
-        let mut layout = ImageLayout::new();
-        layout.add_image("v1", &image);
-        registry.push(
-            layout.path(),
-            "v1",
-            "test/busybox:v1",
-            PushFormat::Oci,
-            false,
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(StateDb::open(&dir.path().join("state.redb")).unwrap());
-        let namespace = Name::parse("namespace", NS).unwrap();
-        state.create_namespace(&namespace, BTreeMap::new()).unwrap();
-        let images = Arc::new(
-            ImageService::open(
-                ImageServiceConfig {
-                    root: dir.path().join("images"),
-                    registry: RegistryOptions {
-                        insecure: vec![registry.address()],
-                        credentials: Credentials::none(),
-                        timeout: Duration::from_secs(10),
-                        ..RegistryOptions::default()
-                    },
-                    snapshotter: SnapshotterChoice::Auto,
-                    platform: Platform::host(),
-                },
-                state.clone(),
-            )
-            .unwrap(),
-        );
-        let reference = format!("{}/test/busybox:v1", registry.address());
-        images.pull(&namespace, &reference, false).await.unwrap();
-        let mut config = ContainerServiceConfig::new(
-            dir.path().join("containers"),
-            testudo_test_support::testudo_binary(),
-        );
-        config.log_root = dir.path().join("logs");
-        config.cgroup_parent = "/testudo-test".into();
-        let containers = ContainerService::new(config, images, state).unwrap();
+        let Services {
+            registry,
+            dir,
+            state,
+            images,
+            reference,
+        } = Services::start(NS).await;
+        let containers = container_service(dir.path(), &images, &state);
         Self {
             _registry: registry,
             dir,

@@ -5,28 +5,22 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{container_service, Services, CGROUP_PARENT};
 use tempfile::TempDir;
-use testudo_engine::containers::{
-    status, ContainerService, ContainerServiceConfig, CreateRequest, RestartPolicy,
-};
+use testudo_engine::containers::{status, ContainerService, CreateRequest, RestartPolicy};
 use testudo_engine::error::{ErrorKind, Kind};
 use testudo_engine::events::{Event, EventFilter, EventKind, Subscription};
-use testudo_engine::images::{ImageService, ImageServiceConfig, SnapshotterChoice};
+use testudo_engine::images::ImageService;
 use testudo_engine::state::{ContainerRecord, Name, StateDb};
-use testudo_image::manifest::Platform;
-use testudo_image::registry::{Credentials, RegistryOptions};
 use testudo_monitor_protocol::Client;
-use testudo_test_support::{
-    require_root, BusyboxRootfs, ImageLayout, Layer, PushFormat, Registry, TestImage,
-};
+use testudo_test_support::{require_root, Registry};
 
-/// The cgroup parent of these tests (below the leak checker's).
-const CGROUP_PARENT: &str = "/testudo-test";
 /// How long a test waits for something to happen before it fails (never a measurement).
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -44,41 +38,13 @@ struct Fixture {
 
 impl Fixture {
     async fn new(ns: &str) -> Self {
-        let registry = Registry::start();
-        let image = TestImage::new(vec![Layer::from_dir(BusyboxRootfs::new().path())])
-            .config(serde_json::json!({"Cmd": ["echo", "hello"]}));
-        let mut layout = ImageLayout::new();
-        layout.add_image("v1", &image);
-        registry.push(
-            layout.path(),
-            "v1",
-            "test/busybox:v1",
-            PushFormat::Oci,
-            false,
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(StateDb::open(&dir.path().join("state.redb")).unwrap());
-        let namespace = Name::parse("namespace", ns).unwrap();
-        state.create_namespace(&namespace, BTreeMap::new()).unwrap();
-        let images = Arc::new(
-            ImageService::open(
-                ImageServiceConfig {
-                    root: dir.path().join("images"),
-                    registry: RegistryOptions {
-                        insecure: vec![registry.address()],
-                        credentials: Credentials::none(),
-                        timeout: Duration::from_secs(10),
-                        ..RegistryOptions::default()
-                    },
-                    snapshotter: SnapshotterChoice::Auto,
-                    platform: Platform::host(),
-                },
-                state.clone(),
-            )
-            .unwrap(),
-        );
-        let reference = format!("{}/test/busybox:v1", registry.address());
-        images.pull(&namespace, &reference, false).await.unwrap();
+        let Services {
+            registry,
+            dir,
+            state,
+            images,
+            reference,
+        } = Services::start(ns).await;
         let mut f = Self {
             _registry: registry,
             dir,
@@ -94,13 +60,7 @@ impl Fixture {
 
     /// A container service on the fixture's root and state, as a daemon (re)start makes it.
     fn service(&self) -> ContainerService {
-        let mut config = ContainerServiceConfig::new(
-            self.dir.path().join("containers"),
-            testudo_test_support::testudo_binary(),
-        );
-        config.log_root = self.dir.path().join("logs");
-        config.cgroup_parent = PathBuf::from(CGROUP_PARENT);
-        ContainerService::new(config, self.images.clone(), self.state.clone()).unwrap()
+        container_service(self.dir.path(), &self.images, &self.state)
     }
 
     fn containers(&self) -> &ContainerService {
