@@ -426,6 +426,9 @@ impl ContainersService for Containers {
             .map_err(CallError::from)?
             .to_owned();
         let exec = exec_request(&start).map_err(CallError::from)?;
+        let refuse_stdin = (!exec.stdin).then_some(
+            (|container| CallError::ExecWithoutStdin { container }) as fn(String) -> CallError,
+        );
         let namespace = start.namespace;
         let record = self
             .expect_state(&namespace, &container, &[status::RUNNING], "exec in it")
@@ -438,7 +441,7 @@ impl ContainersService for Containers {
         let call = Call {
             name: "exec",
             container,
-            stdin_allowed: true,
+            refuse_stdin,
             classify: |request: ExecRequest| match request.message {
                 Some(exec_request::Message::Start(_)) => ClientMessage::Start,
                 Some(exec_request::Message::Stdin(bytes)) => ClientMessage::Stdin(bytes),
@@ -478,7 +481,8 @@ impl ContainersService for Containers {
                 "attach to it",
             )
             .await?;
-        let stdin_allowed = container_config_of(&record)?.stdin;
+        let refuse_stdin = (!container_config_of(&record)?.stdin)
+            .then_some((|container| CallError::NoStdin { container }) as fn(String) -> CallError);
         let (ns, id) = (namespace.clone(), record.id.clone());
         let io = self
             .offload(move |e| async move { e.containers.attach(&ns, &id).await })
@@ -487,7 +491,7 @@ impl ContainersService for Containers {
         let call = Call {
             name: "attach",
             container,
-            stdin_allowed,
+            refuse_stdin,
             classify: |request: AttachRequest| match request.message {
                 Some(attach_request::Message::Start(_)) => ClientMessage::Start,
                 Some(attach_request::Message::Stdin(bytes)) => ClientMessage::Stdin(bytes),

@@ -269,7 +269,7 @@ pub(crate) fn exec_request(start: &v1::ExecStart) -> Result<engine::ExecRequest,
         cwd,
         user,
         tty: start.tty,
-        stdin: true,
+        stdin: start.stdin,
     })
 }
 
@@ -340,6 +340,7 @@ pub(crate) fn create_request(
         init: config.init,
         tty: config.tty,
         stdin: config.stdin,
+        stdin_once: config.stdin_once,
         restart: restart(config.restart_policy),
     })
 }
@@ -446,6 +447,7 @@ pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1
         init: request.init,
         tty: request.tty,
         stdin: request.stdin,
+        stdin_once: request.stdin_once,
     }
 }
 
@@ -467,7 +469,12 @@ mod tests {
         let good = exec_request(&start(&["id"], &["A=1"], "/tmp", "1000:100")).unwrap();
         assert_eq!(good.user, Some((1000, Some(100))));
         assert_eq!(good.cwd.as_deref(), Some("/tmp"));
-        assert!(good.stdin);
+        assert!(!good.stdin, "an exec has no input unless it asks for it");
+        let interactive = v1::ExecStart {
+            stdin: true,
+            ..start(&["cat"], &[], "", "")
+        };
+        assert!(exec_request(&interactive).unwrap().stdin);
         let uid_only = exec_request(&start(&["id"], &[], "", "7")).unwrap();
         assert_eq!((uid_only.user, uid_only.cwd), (Some((7, None)), None));
         for (bad, what) in [
@@ -559,6 +566,7 @@ mod tests {
             )),
         });
         c.stdin = true;
+        c.stdin_once = true;
         let request = create_request(Some(c)).unwrap();
         assert_eq!(request.name.as_deref(), Some("web"));
         assert_eq!(request.image, "docker.io/library/busybox:latest");
@@ -569,8 +577,9 @@ mod tests {
             request.restart,
             engine::RestartPolicy::OnFailure { max_retries: 3 }
         );
-        assert!(request.stdin);
+        assert!(request.stdin && request.stdin_once);
         let back = container_config("web", request);
+        assert!(back.stdin_once);
         assert_eq!(back.cmd.unwrap().args, ["sh"]);
         assert_eq!(back.resources.unwrap().pids, Some(8));
         assert_eq!(back.mounts[0].options, ["ro"]);

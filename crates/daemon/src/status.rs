@@ -39,6 +39,8 @@ pub(crate) enum CallError {
     Task(#[from] tokio::task::JoinError),
     #[error("container {container:?} was created without stdin")]
     NoStdin { container: String },
+    #[error("the exec in container {container:?} was started without stdin")]
+    ExecWithoutStdin { container: String },
 }
 
 impl Kind for CallError {
@@ -48,9 +50,9 @@ impl Kind for CallError {
             CallError::State(e) => e.kind(),
             CallError::Image(e) => e.kind(),
             CallError::Container(e) => e.kind(),
-            CallError::WrongState { .. } | CallError::NoStdin { .. } => {
-                ErrorKind::FailedPrecondition
-            }
+            CallError::WrongState { .. }
+            | CallError::NoStdin { .. }
+            | CallError::ExecWithoutStdin { .. } => ErrorKind::FailedPrecondition,
             CallError::Spool(_)
             | CallError::Encode(_)
             | CallError::StoredConfig { .. }

@@ -43,9 +43,9 @@ pub(crate) struct Call<Req, Resp> {
     pub(crate) name: &'static str,
     /// The container, as the client named it, for messages.
     pub(crate) container: String,
-    /// Whether `stdin` messages are accepted (an attach to a container created without
-    /// `stdin` refuses them).
-    pub(crate) stdin_allowed: bool,
+    /// Set when `stdin` messages are refused (an exec started without `stdin`, an attach to a
+    /// container created without it): the error for the container as the client named it.
+    pub(crate) refuse_stdin: Option<fn(String) -> CallError>,
     pub(crate) classify: fn(Req) -> ClientMessage,
     pub(crate) respond: fn(ServerMessage) -> Resp,
 }
@@ -75,7 +75,7 @@ where
         let input = Input {
             name: call.name,
             container: call.container.clone(),
-            stdin_allowed: call.stdin_allowed,
+            refuse_stdin: call.refuse_stdin,
             classify: call.classify,
         };
         let input = tokio::spawn(input.forward(requests, stdin, resize));
@@ -184,7 +184,7 @@ async fn send_output<Resp>(
 struct Input<Req> {
     name: &'static str,
     container: String,
-    stdin_allowed: bool,
+    refuse_stdin: Option<fn(String) -> CallError>,
     classify: fn(Req) -> ClientMessage,
 }
 
@@ -210,10 +210,8 @@ impl<Req> Input<Req> {
                     if bytes.len() > MAX_CHUNK {
                         return Err(RequestError::StdinTooLarge { size: bytes.len() }.into_status());
                     }
-                    if !self.stdin_allowed {
-                        return Err(Status::from(CallError::NoStdin {
-                            container: self.container.clone(),
-                        }));
+                    if let Some(refusal) = self.refuse_stdin {
+                        return Err(Status::from(refusal(self.container.clone())));
                     }
                     let Some(writer) = stdin.as_mut() else {
                         continue;

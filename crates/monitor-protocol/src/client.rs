@@ -304,7 +304,21 @@ impl Client {
     /// Attaches to a container: its output from now on, its input and its terminal. A
     /// [`Client::wait`] on the same connection afterwards gives its exit.
     pub fn attach(&mut self, id: &str) -> Result<ProcessStdio, ClientError> {
-        let (response, fds) = self.answer_with_fds("attach", &Request::Attach { id: id.into() })?;
+        self.attach_with(id, false)
+    }
+
+    /// [`Client::attach`] that takes the container's stdin: the monitor hands over its own write
+    /// end and keeps none, so the container sees end of file once this client closes it.
+    pub fn attach_taking_stdin(&mut self, id: &str) -> Result<ProcessStdio, ClientError> {
+        self.attach_with(id, true)
+    }
+
+    fn attach_with(&mut self, id: &str, take_stdin: bool) -> Result<ProcessStdio, ClientError> {
+        let request = Request::Attach {
+            id: id.into(),
+            take_stdin,
+        };
+        let (response, fds) = self.answer_with_fds("attach", &request)?;
         match response {
             Response::Attached { fds: roles } => ProcessStdio::from_roles(&roles, fds),
             other => Err(unexpected("attach", &other)),

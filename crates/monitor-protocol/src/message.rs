@@ -71,6 +71,11 @@ pub enum Request {
     Attach {
         /// Container id.
         id: String,
+        /// Hand over the monitor's own write end of the container's stdin instead of a copy,
+        /// keeping none: the container sees end of file once this client closes it, and later
+        /// attaches get no stdin (docker's `StdinOnce`).
+        #[serde(default)]
+        take_stdin: bool,
     },
     /// Sends `signal` to exec process `exec_id` of container `id` through the monitor's pidfd of
     /// it (so never to another process that reuses its pid); answered [`Response::Done`], also
@@ -219,7 +224,8 @@ pub enum Response {
     },
     /// The client is attached. The descriptors ride with this frame as `SCM_RIGHTS`, in the order
     /// of `fds`: one output pipe per stream (one, [`FdRole::Stdout`], for a terminal), the
-    /// container's stdin when it was created with one, and for a terminal its master.
+    /// container's stdin when it was created with one (and no attach took it), and for a terminal
+    /// its master.
     Attached {
         /// What each handed-over descriptor is.
         fds: Vec<FdRole>,

@@ -485,7 +485,7 @@ fn handle(
                 .kill_exec(&id, &exec_id, signal)
                 .map(|()| Response::Done),
         ),
-        Request::Attach { id } => match supervisor.attach(&id) {
+        Request::Attach { id, take_stdin } => match supervisor.attach(&id, take_stdin) {
             Ok(handed) => {
                 let (roles, fds) = handed.into_iter().unzip();
                 Outcome::ReplyWithFds(Response::Attached { fds: roles }, fds)

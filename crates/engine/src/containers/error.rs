@@ -65,6 +65,12 @@ pub enum ContainerError {
         /// `cpu`, `memory`, `pids`.
         what: &'static str,
     },
+    /// `stdin_once` asked for a container without `stdin`: it has no input to close.
+    #[error("stdin_once needs stdin")]
+    StdinOnceWithoutStdin,
+    /// `stdin_once` asked for a container with a terminal, whose input has no end to pass on.
+    #[error("stdin_once cannot be used with a tty")]
+    StdinOnceWithTty,
     /// The image config and the request do not make a process.
     #[error("container {id}: cannot apply the image config")]
     RuntimeConfig {
@@ -173,7 +179,9 @@ impl Kind for ContainerError {
             | E::RelativeMountSource { .. }
             | E::RelativeNetnsPath { .. }
             | E::ZeroLimit { .. }
-            | E::LimitTooLarge { .. } => ErrorKind::InvalidArgument,
+            | E::LimitTooLarge { .. }
+            | E::StdinOnceWithoutStdin
+            | E::StdinOnceWithTty => ErrorKind::InvalidArgument,
             E::MountSourceNotFound { .. }
             | E::NetnsNotFound { .. }
             | E::DeletedWhileWaiting { .. } => ErrorKind::NotFound,

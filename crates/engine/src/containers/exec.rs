@@ -26,7 +26,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
-use super::{ContainerError, ContainerService};
+use super::{ContainerError, ContainerService, CreateRequest};
 
 /// Numbers the exec processes of this daemon; with its start time, an exec id is unique across
 /// restarts too (a monitor may still run one from before).
@@ -190,7 +190,9 @@ impl ContainerService {
 
     /// Attaches to a container: its output from now on (it is logged all the same), its input
     /// when it was created with `stdin`, and its terminal. The exit future resolves when the
-    /// container's process has exited.
+    /// container's process has exited. For a container created with `stdin_once`, this attach
+    /// takes the only writer of the input: the container sees end of file when the caller
+    /// drops [`ProcessIo::stdin`], and later attaches get no input.
     pub async fn attach(
         &self,
         namespace: &str,
@@ -199,8 +201,16 @@ impl ContainerService {
         let (_, record) = self.lookup(namespace, container)?;
         let socket = self.socket_of(&record);
         let id = record.id.clone();
+        let stdin_once = serde_json::from_value::<CreateRequest>(record.config.clone())
+            .is_ok_and(|request| request.stdin_once);
         let stdio = self
-            .monitor_call(&record.id, &socket, move |client| client.attach(&id))
+            .monitor_call(&record.id, &socket, move |client| {
+                if stdin_once {
+                    client.attach_taking_stdin(&id)
+                } else {
+                    client.attach(&id)
+                }
+            })
             .await?;
         let id = record.id.clone();
         let exit: ExitFuture = Box::pin(async move {

@@ -61,6 +61,10 @@ pub struct CreateRequest {
     /// Keep the container's standard input open for attach.
     #[serde(default)]
     pub stdin: bool,
+    /// Close the container's standard input once the first attached client ends its input
+    /// (docker's `StdinOnce`); needs `stdin` and no `tty`.
+    #[serde(default)]
+    pub stdin_once: bool,
     /// What to do when the process ends by itself.
     #[serde(default)]
     pub restart: RestartPolicy,
@@ -150,6 +154,12 @@ pub fn validate(request: &CreateRequest) -> Result<(), ContainerError> {
                 source_path: mount.source.clone(),
             });
         }
+    }
+    if request.stdin_once && !request.stdin {
+        return Err(ContainerError::StdinOnceWithoutStdin);
+    }
+    if request.stdin_once && request.tty {
+        return Err(ContainerError::StdinOnceWithTty);
     }
     if let NetworkMode::Join(path) = &request.network {
         if !path.is_absolute() {

@@ -219,8 +219,9 @@ impl Supervisor {
     }
 
     /// `Attach`: a pipe per live output stream, fed from now on, and copies of the container's
-    /// stdin and terminal.
-    pub(crate) fn attach(&mut self, id: &str) -> Reply<HandedFds> {
+    /// stdin and terminal; with `take_stdin`, the stdin itself, which the monitor then no longer
+    /// holds.
+    pub(crate) fn attach(&mut self, id: &str, take_stdin: bool) -> Reply<HandedFds> {
         let index = self.index(id)?;
         let internal =
             |what: &str, e: io::Error| refuse(ErrorKind::Internal, format!("{what}: {e}"));
@@ -257,11 +258,16 @@ impl Supervisor {
             fd.try_clone()
                 .map_err(|e| internal("duplicate a descriptor", e))
         };
-        if let Some(stdin) = &c.stdin {
-            handed.push((FdRole::Stdin, copy(stdin)?));
-        }
         if let Some(output) = c.outputs.iter().flatten().find(|o| o.terminal) {
             handed.push((FdRole::Terminal, copy(&output.fd)?));
+        }
+        // Last: once taken, the stdin must not be lost to a failure below.
+        if take_stdin {
+            if let Some(stdin) = c.stdin.take() {
+                handed.push((FdRole::Stdin, stdin));
+            }
+        } else if let Some(stdin) = &c.stdin {
+            handed.push((FdRole::Stdin, copy(stdin)?));
         }
         c.taps.extend(taps);
         self.next_attach += 1;
