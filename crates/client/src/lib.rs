@@ -6,6 +6,7 @@
 //! management. The messages are `testudo-api`'s, re-exported as [`namespaces`], [`images`],
 //! [`containers`] and [`events`], so callers need no other crate for them.
 
+mod process;
 mod tls;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
 
+pub use process::{ProcessEvent, ProcessInput, ProcessOutput};
 pub use testudo_api::containers::v1 as containers;
 pub use testudo_api::events::v1 as events;
 pub use testudo_api::images::v1 as images;
@@ -99,6 +101,12 @@ pub enum ClientError {
         /// The field.
         field: &'static str,
     },
+    /// Input for an Exec or Attach call whose stream has already ended.
+    #[error("the {call} call has ended")]
+    CallEnded {
+        /// `exec`, `attach`.
+        call: &'static str,
+    },
     /// Reading the archive to import, or writing the exported one, failed.
     #[error("cannot {action} the archive")]
     Archive {
@@ -120,6 +128,7 @@ impl ClientError {
             | ClientError::Handshake { .. }
             | ClientError::Tls(_)
             | ClientError::MissingField { .. }
+            | ClientError::CallEnded { .. }
             | ClientError::Archive { .. } => None,
         }
     }
