@@ -355,6 +355,8 @@ impl ConfigArgs {
             init: self.init,
             tty: self.tty,
             stdin: self.interactive,
+            // Only the foreground `run -i` sets it, as it attaches first.
+            stdin_once: false,
         })
     }
 }
@@ -540,6 +542,9 @@ pub(crate) async fn run(
             config,
             ..
         } => println!("{}", client.run_container(ns, config.config()?).await?),
+        C::Run { rm, config, .. } if config.interactive || config.tty => {
+            return crate::exec::run_attached(client, ns, config.config()?, rm).await;
+        }
         C::Run { rm, config, .. } => {
             let (id, outcome) = run_foreground(client, ns, config.config()?).await?;
             if rm {

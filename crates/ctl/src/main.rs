@@ -1,7 +1,8 @@
 //! `testudoctl`, the command-line client of `testudod`, over the unix socket or `-H host:port`
 //! with mutual TLS (`connect.rs`): namespaces, images, containers (`run`, `create`, `start`,
 //! `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`, with podman's flags), `events`
-//! (a stream, one line per event) and `certs`, which writes a development CA and certificates
+//! (a stream, one line per event), `exec`, `attach` and `run -i`/`-t` with a local terminal
+//! (`exec.rs`, `terminal.rs`) and `certs`, which writes a development CA and certificates
 //! for TCP (`certs.rs`). Human tables by default, `--json` for scripts; an error is one line,
 //! `testudoctl: <message>`, and exit status 1; `run` without `-d` exits with the container's
 //! status.
@@ -13,7 +14,9 @@ mod certs;
 mod connect;
 mod containers;
 mod events;
+mod exec;
 mod output;
+mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +58,10 @@ enum Command {
     Events(events::EventsArgs),
     #[command(flatten)]
     Container(containers::ContainerCommand),
+    /// Run a command in a running container; exit with its status
+    Exec(exec::ExecArgs),
+    /// Connect to a container's input and output; ctrl-p ctrl-q detaches from a terminal
+    Attach(exec::AttachArgs),
     /// Write a development CA, a server and a client certificate for TCP with mutual TLS
     Certs(CertsArgs),
 }
@@ -147,6 +154,14 @@ pub(crate) enum CtlError {
     },
     #[error("--rm needs the foreground: it cannot be used with -d yet")]
     DetachedRm,
+    #[error("cannot set up the terminal")]
+    Terminal(#[source] std::io::Error),
+    #[error("cannot watch for signals")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
+    #[error("the daemon ended the stream without the process's exit status")]
+    NoExit,
 }
 
 pub(crate) fn print_json(value: &serde_json::Value) {
@@ -255,6 +270,8 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
             export(&mut client, ns, &reference, &file).await?;
         }
         Command::Events(args) => events::follow(&mut client, ns, args, cli.json).await?,
+        Command::Exec(args) => return exec::exec(&mut client, ns, args).await,
+        Command::Attach(args) => return exec::attach(&mut client, ns, args).await,
         Command::Container(command) => {
             return containers::run(&mut client, ns, cli.json, command).await;
         }

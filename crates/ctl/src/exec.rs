@@ -1,0 +1,333 @@
+//! `exec`, `attach`, and the foreground `run -i`/`run -t`: a session relays the local standard
+//! input to a process and its output to the local standard output and error, until the process
+//! ends (testudoctl then exits with its status), the user types the detach keys, or a signal
+//! ends testudoctl.
+//!
+//! With a terminal for the process (`-t`) and one on the local standard input, the local one is
+//! in raw mode for the session, its size is sent first and again on every `SIGWINCH`; ctrl-p
+//! ctrl-q detaches from `attach` and `run -it`, leaving the container running. Without a local
+//! terminal, `-t` still gives the process one, with a warning. `SIGINT`, `SIGTERM` and `SIGHUP`
+//! end the session (restoring the terminal) with status 128 + N: an exec process is then killed
+//! by the daemon, an attached container runs on.
+//!
+//! Standard input is read by a thread of its own, not by tokio: a blocking read of a terminal
+//! cannot be cancelled, and a thread left in it does not hold up the exit.
+
+use std::io::Write;
+use std::os::fd::BorrowedFd;
+
+use clap::Args;
+use testudo_client::containers::{ContainerConfig, ExecStart, OutputStream};
+use testudo_client::{Client, ProcessEvent, ProcessInput, ProcessOutput};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::terminal::{self, DetachKeys, RawMode, Typed};
+use crate::CtlError;
+
+/// The flags of `exec`.
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// Send standard input to the process (without it, the process reads end of file)
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Give the process a terminal
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// An environment variable, KEY=VALUE; repeatable
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// The user: uid or uid:gid
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// The working directory in the container
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// Id or name of a running container
+    container: String,
+    /// The command and its arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// The flags of `attach`.
+#[derive(Debug, Args)]
+pub(crate) struct AttachArgs {
+    /// Do not send standard input to the container
+    #[arg(long)]
+    no_stdin: bool,
+    /// Id or name of a created or running container
+    container: String,
+}
+
+/// What a session relays.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    /// Local standard input goes to the process.
+    stdin: bool,
+    /// The process has a terminal.
+    tty: bool,
+    /// ctrl-p ctrl-q detaches (only where the local terminal is raw, as it must be for the
+    /// keys to reach testudoctl).
+    detach_keys: bool,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The process ended with this status.
+    Exited(i32),
+    /// The user typed the detach keys.
+    Detached,
+    /// testudoctl got this signal.
+    Signalled(i32),
+}
+
+impl Ended {
+    /// The status testudoctl exits with.
+    fn status(self) -> u8 {
+        let code = match self {
+            Ended::Exited(code) => code,
+            Ended::Detached => 0,
+            Ended::Signalled(signal) => 128 + signal,
+        };
+        u8::try_from(code.clamp(0, 255)).unwrap_or(u8::MAX)
+    }
+}
+
+/// `testudoctl exec`: exits with the process's status.
+pub(crate) async fn exec(client: &mut Client, ns: &str, args: ExecArgs) -> Result<u8, CtlError> {
+    let session = Session {
+        stdin: args.interactive,
+        tty: args.tty,
+        detach_keys: false,
+    };
+    warn_without_terminal(session);
+    let start = ExecStart {
+        namespace: ns.to_owned(),
+        container: args.container,
+        args: args.command,
+        env: args.env,
+        cwd: args.workdir.unwrap_or_default(),
+        user: args.user.unwrap_or_default(),
+        tty: args.tty,
+        stdin: args.interactive,
+    };
+    let (input, output) = client.exec(start).await?;
+    Ok(relay(input, output, session).await?.status())
+}
+
+/// `testudoctl attach`: exits with the container's status, or 0 once detached.
+pub(crate) async fn attach(
+    client: &mut Client,
+    ns: &str,
+    args: AttachArgs,
+) -> Result<u8, CtlError> {
+    let config = client
+        .inspect_container(ns, &args.container)
+        .await?
+        .config
+        .unwrap_or_default();
+    let session = Session {
+        stdin: config.stdin && !args.no_stdin,
+        tty: config.tty,
+        detach_keys: true,
+    };
+    let (input, output) = client.attach(ns, &args.container).await?;
+    Ok(relay(input, output, session).await?.status())
+}
+
+/// The foreground `run -i` or `run -t`: creates the container, attaches, then starts it, so
+/// that none of its output is lost; exits with its status. With `-i` and no terminal its input
+/// closes when the local one ends (`stdin_once`), so `echo x | testudoctl run -i IMAGE cat`
+/// ends. With `rm` it is deleted once it has ended, but not after a detach.
+pub(crate) async fn run_attached(
+    client: &mut Client,
+    ns: &str,
+    mut config: ContainerConfig,
+    rm: bool,
+) -> Result<u8, CtlError> {
+    config.stdin_once = config.stdin && !config.tty;
+    let session = Session {
+        stdin: config.stdin,
+        tty: config.tty,
+        detach_keys: true,
+    };
+    warn_without_terminal(session);
+    let id = client.create_container(ns, config).await?;
+    let ended = async {
+        let (input, output) = client.attach(ns, &id).await?;
+        client.start_container(ns, &id).await?;
+        relay(input, output, session).await
+    }
+    .await;
+    if rm && !matches!(ended, Ok(Ended::Detached)) {
+        client.delete_container(ns, &id, true).await?;
+    }
+    Ok(ended?.status())
+}
+
+/// Warns that `-i -t` got no terminal on standard input: the process gets a terminal all the
+/// same, without raw mode, size or detach keys.
+fn warn_without_terminal(session: Session) {
+    if session.tty && session.stdin && !terminal::is_terminal(rustix::stdio::stdin()) {
+        eprintln!("testudoctl: warning: standard input is not a terminal");
+    }
+}
+
+/// The signals that end a session.
+struct EndSignals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl EndSignals {
+    fn watch() -> Result<EndSignals, CtlError> {
+        let watch = |kind| signal(kind).map_err(CtlError::Signals);
+        Ok(EndSignals {
+            interrupt: watch(SignalKind::interrupt())?,
+            terminate: watch(SignalKind::terminate())?,
+            hangup: watch(SignalKind::hangup())?,
+        })
+    }
+
+    /// The number of the next signal that comes.
+    async fn next(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.interrupt.recv() => 2,
+            _ = self.terminate.recv() => 15,
+            _ = self.hangup.recv() => 1,
+        }
+    }
+}
+
+/// Relays until the process ends, the user detaches or a signal comes. The raw mode guard is
+/// held here, so every way out of this function restores the terminal.
+async fn relay(
+    input: ProcessInput,
+    mut output: ProcessOutput,
+    session: Session,
+) -> Result<Ended, CtlError> {
+    let stdin = rustix::stdio::stdin();
+    let local_terminal = session.tty && terminal::is_terminal(stdin);
+    let mut ends = EndSignals::watch()?;
+    let raw = (local_terminal && session.stdin)
+        .then(|| RawMode::enable(stdin).map_err(CtlError::Terminal))
+        .transpose()?;
+    let detach_keys = session.detach_keys && raw.is_some();
+    let size_of = if terminal::is_terminal(stdin) {
+        stdin
+    } else {
+        rustix::stdio::stdout()
+    };
+    let mut window_changes = if session.tty {
+        send_size(&input, size_of).await;
+        Some(signal(SignalKind::window_change()).map_err(CtlError::Signals)?)
+    } else {
+        None
+    };
+    let mut typed = session.stdin.then(read_stdin);
+    let mut input = Some(input);
+    let mut keys = DetachKeys::default();
+    loop {
+        tokio::select! {
+            event = output.next() => match event? {
+                Some(ProcessEvent::Output { stream, data }) => write_output(stream, &data)?,
+                Some(ProcessEvent::Exit(code)) => return Ok(Ended::Exited(code)),
+                None => return Err(CtlError::NoExit),
+            },
+            bytes = next_typed(&mut typed) => {
+                let Some(bytes) = bytes else {
+                    // The end of local input closes the process's.
+                    typed = None;
+                    input = None;
+                    continue;
+                };
+                let (bytes, detach) = if detach_keys {
+                    match keys.scan(&bytes) {
+                        Typed::Input(bytes) => (bytes, false),
+                        Typed::Detach(bytes) => (bytes, true),
+                    }
+                } else {
+                    (bytes, false)
+                };
+                if let Some(to) = &input {
+                    if !bytes.is_empty() && to.write(&bytes).await.is_err() {
+                        // The call is over; its end (and the exit) comes as output.
+                        typed = None;
+                        input = None;
+                    }
+                }
+                if detach {
+                    return Ok(Ended::Detached);
+                }
+            },
+            Some(()) = next_change(&mut window_changes) => {
+                if let Some(to) = &input {
+                    send_size(to, size_of).await;
+                }
+            },
+            signal = ends.next() => return Ok(Ended::Signalled(signal)),
+        }
+    }
+}
+
+/// Sends the size of terminal `fd`, when it is one; a call that is over needs none.
+async fn send_size(input: &ProcessInput, fd: BorrowedFd<'_>) {
+    if let Some((columns, rows)) = terminal::size(fd) {
+        let _ = input.resize(columns, rows).await;
+    }
+}
+
+async fn next_typed(typed: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match typed {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_change(changes: &mut Option<Signal>) -> Option<()> {
+    match changes {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Local standard input, read by a thread; the channel closes at its end.
+fn read_stdin() -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel(4);
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 32 * 1024];
+        loop {
+            match rustix::io::read(rustix::stdio::stdin(), &mut buffer) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if sender.blocking_send(buffer[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    eprintln!("testudoctl: cannot read standard input: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+fn write_output(stream: OutputStream, data: &[u8]) -> Result<(), CtlError> {
+    let written = match stream {
+        OutputStream::Stderr => {
+            let mut err = std::io::stderr().lock();
+            err.write_all(data).and_then(|()| err.flush())
+        }
+        OutputStream::Stdout | OutputStream::Unspecified => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data).and_then(|()| out.flush())
+        }
+    };
+    written.map_err(CtlError::Output)
+}
