@@ -223,7 +223,10 @@ impl Supervisor {
             (Some(read), write)
         };
         let (stdin_read, stdin_write) = if request.stdin && !request.tty {
-            let (read, write) = pipe().map_err(|e| internal("create stdin pipe", e))?;
+            // Not `pipe()`: its read end does not block, and this one is the container's,
+            // whose reads must wait for input rather than fail with EAGAIN.
+            let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| internal("create stdin pipe", e.into()))?;
             (read, Some(write))
         } else {
             (null()?, None)
@@ -524,7 +527,8 @@ fn check_request(request: &CreateContainer) -> Reply<()> {
     Ok(())
 }
 
-/// A pipe, both ends close-on-exec, the read end non-blocking (the container's end stays blocking).
+/// An output pipe, both ends close-on-exec: the monitor's read end non-blocking, the container's
+/// write end blocking.
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let flags = rustix::fs::fcntl_getfl(&read)?;
