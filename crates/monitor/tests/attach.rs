@@ -160,3 +160,38 @@ fn an_attached_client_types_on_the_terminal_and_resizes_it() {
     );
     monitor.shut_down();
 }
+
+#[test]
+fn an_attach_that_takes_stdin_closes_it_for_the_container_and_leaves_none_for_later_ones() {
+    if !require_root() {
+        return;
+    }
+    let monitor = TestMonitor::start();
+    let mut client = monitor.client();
+    // `cat` blocks on its input before any arrives: the pipe must not be non-blocking.
+    let bundle = sh("cat; echo input-ended; sleep 1000");
+    let mut request = monitor.request(&bundle);
+    request.stdin = true;
+    client.create(request).unwrap();
+    let mut first = monitor.client();
+    let mut stdio = first.attach_taking_stdin(bundle.id()).unwrap();
+    let stdin = stdio.stdin.take().unwrap();
+    let mut stdout = File::from(stdio.stdout.take().unwrap());
+    client.start(bundle.id()).unwrap();
+    write_to(&stdin, "hello\n");
+    assert_eq!(read_until(&mut stdout, "hello\n"), "hello\n");
+    // The monitor kept no writer: this one's end is the container's end of input.
+    drop(stdin);
+    let log = monitor.log_path(bundle.id());
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || {
+            read_log(&log).iter().any(|r| r.line == "input-ended")
+        }),
+        "the container's input did not end: {:?}",
+        read_log(&log)
+    );
+    let later = monitor.client().attach(bundle.id()).unwrap();
+    assert!(later.stdin.is_none(), "a later attach got a stdin");
+    client.delete(bundle.id(), true).unwrap();
+    monitor.shut_down();
+}
