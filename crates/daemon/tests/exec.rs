@@ -189,6 +189,47 @@ fn exec_with_a_terminal_gets_its_size_its_resizes_and_typed_input_and_exits_with
 }
 
 #[test]
+fn a_signal_ends_an_exec_session_restores_the_terminal_and_kills_the_process() {
+    let Some(daemon) = daemon_with_busybox() else {
+        return;
+    };
+    daemon.ok(&["run", "-d", "--name", "box", BUSYBOX, "sleep", "1000"]);
+    let (pty, slave) = Pty::open(24, 80);
+    let mut child = pty.spawn(
+        slave,
+        ctl(
+            &daemon,
+            &[
+                "exec",
+                "-it",
+                "box",
+                "sh",
+                "-c",
+                "echo started; exec sleep 4242",
+            ],
+        ),
+    );
+    pty.wait_for("started");
+    let running = || {
+        daemon
+            .ok(&["exec", "box", "ps", "-o", "args"])
+            .contains("sleep 4242")
+    };
+    poll_until("the exec process to run", running);
+    assert!(
+        !pty.is_cooked(),
+        "testudoctl did not put its terminal in raw mode"
+    );
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    kill_process(pid, Signal::TERM).unwrap();
+    assert_eq!(exit_code(&mut child), Some(128 + 15), "{}", pty.seen());
+    assert!(pty.is_cooked(), "raw mode outlived testudoctl");
+    // The daemon kills an exec process whose client went away.
+    poll_until("the exec process to be killed", || !running());
+    daemon.ok(&["rm", "-f", "box"]);
+}
+
+#[test]
 fn exec_without_i_reads_end_of_file_and_with_i_reads_the_piped_input() {
     let Some(daemon) = daemon_with_busybox() else {
         return;
