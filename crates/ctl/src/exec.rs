@@ -6,7 +6,8 @@
 //! With a terminal for the process (`-t`) and one on the local standard input, the local one is
 //! in raw mode for the session, its size is sent first and again on every `SIGWINCH`; ctrl-p
 //! ctrl-q detaches from `attach` and `run -it`, leaving the container running. Without a local
-//! terminal, `-t` still gives the process one, with a warning. `SIGINT`, `SIGTERM` and `SIGHUP`
+//! terminal, `-t` still gives the process one, with a warning, and the end of the local input
+//! is typed on it as ctrl-d. `SIGINT`, `SIGTERM` and `SIGHUP`
 //! end the session (restoring the terminal) with status 128 + N: an exec process is then killed
 //! by the daemon, an attached container runs on.
 //!
@@ -71,6 +72,9 @@ struct Session {
     /// keys to reach testudoctl).
     detach_keys: bool,
 }
+
+/// ctrl-d, a terminal's end-of-file character (`VEOF`) unless the process changed it.
+const END_OF_FILE: u8 = 0x04;
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,9 +243,17 @@ async fn relay(
             },
             bytes = next_typed(&mut typed) => {
                 let Some(bytes) = bytes else {
-                    // The end of local input closes the process's.
                     typed = None;
-                    input = None;
+                    if session.tty {
+                        // A terminal cannot be closed: the end of (piped) local input is typed
+                        // as its end-of-file character, and resizes may still follow.
+                        if let Some(to) = &input {
+                            let _ = to.write(&[END_OF_FILE]).await;
+                        }
+                    } else {
+                        // The end of local input closes the process's.
+                        input = None;
+                    }
                     continue;
                 };
                 let (bytes, detach) = if detach_keys {

@@ -262,6 +262,25 @@ fn exec_without_i_reads_end_of_file_and_with_i_reads_the_piped_input() {
     assert_eq!(exit_code(&mut child), Some(7));
     assert_eq!(text(&out), "one\ntwo\n");
 
+    // With -t and no local terminal, the end of the piped input reaches the shell as ctrl-d.
+    let mut child = ctl(&daemon, &["exec", "-i", "-t", "box", "sh"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    input.write_all(b"echo piped-$((3*3))\n").unwrap();
+    drop(input);
+    assert_eq!(exit_code(&mut child), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("piped-9"), "{}", text(&out));
+    assert_eq!(
+        text(&err),
+        "testudoctl: warning: standard input is not a terminal\n"
+    );
+
     let output = daemon.ctl(&["exec", "-e", "WHO=err", "box", "sh", "-c", "echo $WHO >&2"]);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(String::from_utf8(output.stderr).unwrap(), "err\n");
