@@ -357,6 +357,7 @@ impl ConfigArgs {
             stdin: self.interactive,
             // Only the foreground `run -i` sets it, as it attaches first.
             stdin_once: false,
+            auto_remove: false,
         })
     }
 }
@@ -534,14 +535,15 @@ pub(crate) async fn run(
     match command {
         C::Run {
             detach: true,
-            rm: true,
-            ..
-        } => return Err(CtlError::DetachedRm),
-        C::Run {
-            detach: true,
+            rm,
             config,
-            ..
-        } => println!("{}", client.run_container(ns, config.config()?).await?),
+        } => {
+            let config = ContainerConfig {
+                auto_remove: rm,
+                ..config.config()?
+            };
+            println!("{}", client.run_container(ns, config).await?)
+        }
         C::Run { rm, config, .. } if config.interactive || config.tty => {
             return crate::exec::run_attached(client, ns, config.config()?, rm).await;
         }

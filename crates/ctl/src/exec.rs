@@ -19,7 +19,7 @@ use std::os::fd::BorrowedFd;
 
 use clap::Args;
 use testudo_client::containers::{ContainerConfig, ExecStart, OutputStream};
-use testudo_client::{Client, ProcessEvent, ProcessInput, ProcessOutput};
+use testudo_client::{Client, Code, ProcessEvent, ProcessInput, ProcessOutput};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 
@@ -144,7 +144,8 @@ pub(crate) async fn attach(
 /// The foreground `run -i` or `run -t`: creates the container, attaches, then starts it, so
 /// that none of its output is lost; exits with its status. With `-i` and no terminal its input
 /// closes when the local one ends (`stdin_once`), so `echo x | testudoctl run -i IMAGE cat`
-/// ends. With `rm` it is deleted once it has ended, but not after a detach.
+/// ends. With `rm` it is deleted once it has ended; after a detach, the daemon deletes it
+/// when it stops (`auto_remove`).
 pub(crate) async fn run_attached(
     client: &mut Client,
     ns: &str,
@@ -152,6 +153,8 @@ pub(crate) async fn run_attached(
     rm: bool,
 ) -> Result<u8, CtlError> {
     config.stdin_once = config.stdin && !config.tty;
+    // A detached container is removed by the daemon once it stops.
+    config.auto_remove = rm;
     let session = Session {
         stdin: config.stdin,
         tty: config.tty,
@@ -166,7 +169,12 @@ pub(crate) async fn run_attached(
     }
     .await;
     if rm && !matches!(ended, Ok(Ended::Detached)) {
-        client.delete_container(ns, &id, true).await?;
+        // Deleted here too, so that it is gone when testudoctl exits; the daemon's own removal
+        // may have come first.
+        match client.delete_container(ns, &id, true).await {
+            Err(e) if e.code() == Some(Code::NotFound) => {}
+            other => other?,
+        }
     }
     Ok(ended?.status())
 }

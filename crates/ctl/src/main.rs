@@ -152,8 +152,6 @@ pub(crate) enum CtlError {
         value: String,
         expected: &'static str,
     },
-    #[error("--rm needs the foreground: it cannot be used with -d yet")]
-    DetachedRm,
     #[error("cannot set up the terminal")]
     Terminal(#[source] std::io::Error),
     #[error("cannot watch for signals")]

@@ -342,6 +342,7 @@ pub(crate) fn create_request(
         stdin: config.stdin,
         stdin_once: config.stdin_once,
         restart: restart(config.restart_policy),
+        auto_remove: config.auto_remove,
     })
 }
 
@@ -448,6 +449,7 @@ pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1
         tty: request.tty,
         stdin: request.stdin,
         stdin_once: request.stdin_once,
+        auto_remove: request.auto_remove,
     }
 }
 
