@@ -18,7 +18,7 @@ use std::io::Write;
 use std::os::fd::BorrowedFd;
 
 use clap::Args;
-use testudo_client::containers::{ContainerConfig, ExecStart, OutputStream};
+use testudo_client::containers::{ContainerConfig, ExecStart, OutputStream, TerminalSize};
 use testudo_client::{Client, Code, ProcessEvent, ProcessInput, ProcessOutput};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
@@ -116,6 +116,15 @@ pub(crate) async fn exec(client: &mut Client, ns: &str, args: ExecArgs) -> Resul
         user: args.user.unwrap_or_default(),
         tty: args.tty,
         stdin: args.interactive,
+        // Given at the start too, so that `exec -t C stty size` already sees it.
+        size: args
+            .tty
+            .then(local_size)
+            .flatten()
+            .map(|(columns, rows)| TerminalSize {
+                columns: columns.into(),
+                rows: rows.into(),
+            }),
     };
     let (input, output) = client.exec(start).await?;
     Ok(relay(input, output, session).await?.status())
@@ -291,6 +300,11 @@ async fn relay(
             signal = ends.next() => return Ok(Ended::Signalled(signal)),
         }
     }
+}
+
+/// The size of the local terminal: standard input's, else standard output's.
+fn local_size() -> Option<(u16, u16)> {
+    terminal::size(rustix::stdio::stdin()).or_else(|| terminal::size(rustix::stdio::stdout()))
 }
 
 /// Sends the size of terminal `fd`, when it is one; a call that is over needs none.

@@ -270,7 +270,19 @@ pub(crate) fn exec_request(start: &v1::ExecStart) -> Result<engine::ExecRequest,
         user,
         tty: start.tty,
         stdin: start.stdin,
+        terminal_size: start.size.map(terminal_size).transpose()?,
     })
+}
+
+/// (rows, columns) of a terminal size that fits a terminal.
+pub(crate) fn terminal_size(size: v1::TerminalSize) -> Result<(u16, u16), RequestError> {
+    match (u16::try_from(size.rows), u16::try_from(size.columns)) {
+        (Ok(rows), Ok(columns)) => Ok((rows, columns)),
+        _ => Err(RequestError::TerminalSize {
+            rows: size.rows,
+            columns: size.columns,
+        }),
+    }
 }
 
 /// `uid` or `uid:gid`.

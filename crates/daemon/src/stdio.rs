@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use crate::request::{RequestError, MAX_CHUNK};
+use crate::request::{terminal_size, RequestError, MAX_CHUNK};
 use crate::status::CallError;
 
 /// A client message after `start`, whatever the call.
@@ -223,15 +223,7 @@ impl<Req> Input<Req> {
                     }
                 }
                 ClientMessage::Resize(size) => {
-                    let (Ok(rows), Ok(columns)) =
-                        (u16::try_from(size.rows), u16::try_from(size.columns))
-                    else {
-                        return Err(RequestError::TerminalSize {
-                            rows: size.rows,
-                            columns: size.columns,
-                        }
-                        .into_status());
-                    };
+                    let (rows, columns) = terminal_size(size).map_err(RequestError::into_status)?;
                     if let Some(terminal) = &resize {
                         if let Err(e) = terminal.resize(rows, columns) {
                             tracing::debug!(container = %self.container, error = %e, "resize a terminal");

@@ -161,6 +161,12 @@ fn exec_with_a_terminal_gets_its_size_its_resizes_and_typed_input_and_exits_with
     };
     daemon.ok(&["run", "-d", "--name", "box", BUSYBOX, "sleep", "1000"]);
 
+    // A command that asks at once sees the size from its start.
+    let (pty, slave) = Pty::open(27, 77);
+    let mut child = pty.spawn(slave, ctl(&daemon, &["exec", "-t", "box", "stty", "size"]));
+    assert_eq!(exit_code(&mut child), Some(0), "{}", pty.seen());
+    pty.wait_for("27 77");
+
     let (pty, slave) = Pty::open(30, 100);
     let mut child = pty.spawn(slave, ctl(&daemon, &["exec", "-it", "box", "sh"]));
     // `$((...))` makes the answer differ from the typed line, which the shell echoes.

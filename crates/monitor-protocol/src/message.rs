@@ -118,6 +118,10 @@ pub struct ExecProcess {
     /// `/dev/null`.
     #[serde(default)]
     pub stdin: bool,
+    /// The size of its terminal as (rows, columns) from its start; the runtime's default when
+    /// absent.
+    #[serde(default)]
+    pub terminal_size: Option<(u16, u16)>,
 }
 
 /// What a descriptor handed over with [`Response::ExecStarted`] or [`Response::Attached`] is.

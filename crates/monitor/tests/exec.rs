@@ -21,6 +21,7 @@ fn exec_request(id: &str, exec_id: &str, args: &[&str]) -> ExecProcess {
         gid: None,
         tty: false,
         stdin: false,
+        terminal_size: None,
     }
 }
 

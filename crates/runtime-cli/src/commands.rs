@@ -245,6 +245,7 @@ fn exec_command(root: &StateRoot, args: &ExecArgs, log: &mut Log) -> Outcome {
         tty: args.tty,
         no_new_privs: args.no_new_privs,
         console_socket: args.console_socket.clone(),
+        console_size: None,
         pid_file: args.pid_file.clone(),
         preserve_fds: args.preserve_fds,
     };

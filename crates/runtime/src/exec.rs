@@ -39,6 +39,9 @@ pub struct ExecOptions {
     pub no_new_privs: bool,
     /// Console socket for the terminal.
     pub console_socket: Option<PathBuf>,
+    /// The terminal's size as (rows, columns), set before the process starts (OCI
+    /// `process.consoleSize`), so that it never sees another.
+    pub console_size: Option<(u16, u16)>,
     /// Where to write the pid.
     pub pid_file: Option<PathBuf>,
     /// Descriptors after stdio passed to the process.
@@ -137,6 +140,15 @@ fn build_process(
             .set_additional_gids(Some(opts.additional_gids.clone()));
     }
     p.set_terminal(Some(opts.tty));
+    if let Some((rows, columns)) = opts.console_size {
+        // `build` cannot fail here: the builder has a default for every field.
+        let size = oci_spec::runtime::BoxBuilder::default()
+            .height(u64::from(rows))
+            .width(u64::from(columns))
+            .build()
+            .ok();
+        p.set_console_size(size);
+    }
     if opts.no_new_privs {
         p.set_no_new_privileges(Some(true));
     }

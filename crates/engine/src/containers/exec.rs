@@ -47,6 +47,8 @@ pub struct ExecRequest {
     pub tty: bool,
     /// Give it a stdin (otherwise it reads `/dev/null`); with `tty` the terminal is its input.
     pub stdin: bool,
+    /// With `tty`, the terminal's size as (rows, columns) from the process's start.
+    pub terminal_size: Option<(u16, u16)>,
 }
 
 /// Which output a chunk comes from.
@@ -164,6 +166,7 @@ impl ContainerService {
             gid: request.user.and_then(|(_, gid)| gid),
             tty: request.tty,
             stdin: request.stdin && !request.tty,
+            terminal_size: request.terminal_size,
         };
         let (_, stdio) = self
             .monitor_call(&record.id, &socket, move |client| client.exec(process))

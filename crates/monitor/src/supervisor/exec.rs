@@ -123,6 +123,7 @@ impl Supervisor {
             user: request.uid.map(|uid| (uid, request.gid)),
             tty: request.tty,
             console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+            console_size: request.terminal_size.filter(|_| request.tty),
             ..ExecOptions::default()
         };
         let executed = with_stdio([&stdin, &stdout, &stderr], || {
