@@ -5,6 +5,7 @@
 use testudo_api::containers::v1;
 use testudo_engine::containers as engine;
 use testudo_engine::images::canonical_name;
+use testudo_engine::networks::{PortMapping, Protocol};
 use testudo_engine::state::Name;
 
 /// Why a request is malformed, whatever the daemon's state.
@@ -46,6 +47,14 @@ pub(crate) enum RequestError {
     RelativeNetnsPath { path: String },
     #[error("the network has no mode")]
     NoNetworkMode,
+    #[error("a CNI network needs the name of a configuration list")]
+    NoCniNetwork,
+    #[error("invalid host address {address:?} of a published port")]
+    HostIp { address: String },
+    #[error("published {which} port {port} is not in 1-65535")]
+    Port { which: &'static str, port: u32 },
+    #[error("invalid protocol {protocol} of a published port")]
+    Protocol { protocol: i32 },
     #[error("{what} limit must be at least {min}")]
     LimitTooSmall {
         what: &'static str,
@@ -357,7 +366,69 @@ fn network(network: Option<v1::Network>) -> Result<engine::NetworkMode, RequestE
             Ok(engine::NetworkMode::Join(join.path.into()))
         }
         Some(Mode::Join(join)) => Err(RequestError::RelativeNetnsPath { path: join.path }),
+        Some(Mode::Bridge(bridge)) => Ok(engine::NetworkMode::Bridge {
+            network: Some(bridge.network).filter(|n| !n.is_empty()),
+            ports: ports(bridge.ports)?,
+        }),
+        Some(Mode::Cni(cni)) if cni.network.is_empty() => Err(RequestError::NoCniNetwork),
+        Some(Mode::Cni(cni)) => Ok(engine::NetworkMode::Cni {
+            network: cni.network,
+            ports: ports(cni.ports)?,
+        }),
     }
+}
+
+/// Published ports, validated.
+fn ports(ports: Vec<v1::PortMapping>) -> Result<Vec<PortMapping>, RequestError> {
+    let port = |which, port: u32| {
+        u16::try_from(port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or(RequestError::Port { which, port })
+    };
+    ports
+        .into_iter()
+        .map(|p| {
+            let host_ip = match p.host_ip.as_str() {
+                "" => None,
+                ip => Some(ip.parse().map_err(|_| RequestError::HostIp {
+                    address: p.host_ip.clone(),
+                })?),
+            };
+            let protocol = match v1::Protocol::try_from(p.protocol) {
+                Ok(v1::Protocol::Tcp) => Protocol::Tcp,
+                Ok(v1::Protocol::Udp) => Protocol::Udp,
+                Err(_) => {
+                    return Err(RequestError::Protocol {
+                        protocol: p.protocol,
+                    })
+                }
+            };
+            Ok(PortMapping {
+                host_ip,
+                host_port: port("host", p.host_port)?,
+                container_port: port("container", p.container_port)?,
+                protocol,
+            })
+        })
+        .collect()
+}
+
+/// The API's form of published ports.
+pub(crate) fn api_ports(ports: &[PortMapping]) -> Vec<v1::PortMapping> {
+    ports
+        .iter()
+        .map(|p| v1::PortMapping {
+            host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            host_port: u32::from(p.host_port),
+            container_port: u32::from(p.container_port),
+            protocol: match p.protocol {
+                Protocol::Tcp => v1::Protocol::Tcp,
+                Protocol::Udp => v1::Protocol::Udp,
+            }
+            .into(),
+        })
+        .collect()
 }
 
 fn resources(resources: Option<v1::Resources>) -> Result<engine::Resources, RequestError> {
@@ -401,6 +472,14 @@ pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1
         engine::NetworkMode::Host => Mode::Host(v1::HostNetwork {}),
         engine::NetworkMode::Join(path) => Mode::Join(v1::JoinNetwork {
             path: path.to_string_lossy().into_owned(),
+        }),
+        engine::NetworkMode::Bridge { network, ports } => Mode::Bridge(v1::BridgeNetwork {
+            network: network.unwrap_or_default(),
+            ports: api_ports(&ports),
+        }),
+        engine::NetworkMode::Cni { network, ports } => Mode::Cni(v1::CniNetwork {
+            network,
+            ports: api_ports(&ports),
         }),
     };
     let policy = match request.restart {
