@@ -263,7 +263,14 @@ mod tests {
         let p = port_mapping("[::1]:8443:443/tcp").unwrap();
         assert_eq!(p.host_ip, "::1");
         assert_eq!(port_text(&p), "[::1]:8443:443/tcp");
-        for bad in ["80", "0:80", "8080:70000", "x:1:2", "1:2/sctp", "::1:2:3"] {
+        for bad in [
+            "80",
+            "0:80",
+            "8080:70000",
+            "x:1:2",
+            "1:2/sctp",
+            "[::1]8080:80",
+        ] {
             let e = port_mapping(bad).unwrap_err().to_string();
             assert!(e.starts_with("invalid --publish"), "{bad}: {e}");
         }

@@ -371,7 +371,7 @@ impl NetworkService {
             .map_err(|source| NetworkError::Bridge {
                 container_id: String::new(),
                 network: name.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         self.forget_set_up(&info.record.bridge);
         self.state.update_network_state(|state| {
@@ -420,7 +420,7 @@ impl NetworkService {
             .map_err(|source| NetworkError::Bridge {
                 container_id: container_id.to_owned(),
                 network: network.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         self.set_up
             .lock()
@@ -553,7 +553,7 @@ impl NetworkService {
             .map_err(|source| NetworkError::Bridge {
                 container_id: container_id.to_owned(),
                 network: network.to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         tracing::info!(container_id, network, address = %lease.ipv4, "container attached");
         Ok(attachment)
@@ -644,7 +644,7 @@ impl NetworkService {
                     .map_err(|source| NetworkError::Bridge {
                         container_id: container_id.to_owned(),
                         network: attachment.network.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
             }
             AttachmentKind::Cni => self.cni_del(&attachment)?,

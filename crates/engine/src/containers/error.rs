@@ -54,9 +54,10 @@ pub enum ContainerError {
         /// The path.
         path: PathBuf,
     },
-    /// The container's network could not be attached or detached.
+    /// The container's network could not be attached or detached (boxed: its errors carry
+    /// port mappings and plugin output).
     #[error(transparent)]
-    Network(#[from] NetworkError),
+    Network(Box<NetworkError>),
     /// A bridge or CNI container's spec was built before its network was attached (a bug).
     #[error("the network namespace of a bridge or CNI container is not made yet")]
     NotAttached,
@@ -205,6 +206,12 @@ impl Kind for ContainerError {
             | E::Task(_)
             | E::Stats { .. } => ErrorKind::Internal,
         }
+    }
+}
+
+impl From<NetworkError> for ContainerError {
+    fn from(e: NetworkError) -> Self {
+        ContainerError::Network(Box::new(e))
     }
 }
 

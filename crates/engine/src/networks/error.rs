@@ -83,9 +83,9 @@ pub enum NetworkError {
         container_id: String,
         /// The network.
         network: String,
-        /// The cause.
+        /// The cause (boxed: it is large).
         #[source]
-        source: BridgeError,
+        source: Box<BridgeError>,
     },
     /// The CNI configuration list cannot be found or read.
     #[error(transparent)]
