@@ -535,6 +535,44 @@ fn leases_and_namespaces_survive_a_daemon_restart() {
 }
 
 #[test]
+fn the_network_outlives_restarts_of_the_container_by_its_policy() {
+    let Some(daemon) = daemon_with_busybox(&[]) else {
+        return;
+    };
+    daemon.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "r",
+        "--restart",
+        "always",
+        IMAGE,
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; sleep 1; exit 3",
+    ]);
+    let leased = address(&daemon, "r");
+    let netns = attachment(&daemon, "r")["netns"].clone();
+    // Each run logs its address: two runs, one address, the lease's.
+    poll_until("a second run", || {
+        daemon.ok(&["logs", "r"]).lines().count() >= 2
+    });
+    let logs = daemon.ok(&["logs", "r"]);
+    for line in logs.lines().take(2) {
+        assert!(line.contains(&format!(" {leased}/24 ")), "{logs}");
+    }
+    assert!(
+        daemon.json(&["inspect", "r"])["status"]["restart_count"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(attachment(&daemon, "r")["netns"], netns);
+    daemon.ok(&["rm", "-f", "r"]);
+    assert!(!Path::new(netns.as_str().unwrap()).exists());
+}
+
+#[test]
 fn after_rm_no_veth_rule_namespace_or_lease_is_left() {
     let Some(daemon) = daemon_with_busybox(&[]) else {
         return;

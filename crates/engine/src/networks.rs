@@ -21,7 +21,8 @@
 //! Sharing the host with another daemon: every host object is named or tagged by something
 //! unique on the host (the bridge names a network's NAT rules, a container's rules, veth and
 //! namespace derive from its random id), so one daemon's setup or teardown never replaces or
-//! removes another's rules in the shared nftables table (`inet testudo`).
+//! removes another's rules in the shared nftables table (`inet testudo`); and the table itself
+//! is never dropped (see [`NetworkService::delete`]).
 //!
 //! The name files (`/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`) are planned by
 //! `testudo-network` and written into the container's bundle by [`NetworkService::write_name_files`].
@@ -43,8 +44,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use testudo_network::cni::{self, Cni, NetworkConfigList};
 use testudo_network::{
     check_ports, plan_attach, plan_detach, plan_name_files, plan_network, AttachRequest,
-    BridgeDriver, BridgeNetwork, DnsSource, IfName, IpamState, Lease, NameFilesRequest, Netns,
-    NetnsDir, NetnsName, Pool,
+    BridgeDriver, BridgeError, BridgeNetwork, DnsSource, IfName, IpamState, Lease,
+    NameFilesRequest, Netlink, Netns, NetnsDir, NetnsName, Pool,
 };
 
 pub use error::NetworkError;
@@ -365,14 +366,24 @@ impl NetworkService {
                 containers: info.containers.len(),
             });
         }
-        let network = bridge_network(&info.record)?;
-        self.driver
-            .teardown_network(&plan_network(&network))
-            .map_err(|source| NetworkError::Bridge {
-                container_id: String::new(),
-                network: name.to_owned(),
-                source: Box::new(source),
-            })?;
+        // Not `BridgeDriver::teardown_network`: it drops the table when no other rule is
+        // left in it, and a daemon sharing the table may add its rules between that listing
+        // and the drop, losing them. The empty table (three chains) stays instead.
+        let plan = plan_network(&bridge_network(&info.record)?);
+        let removed = Netlink::open()
+            .and_then(|mut netlink| netlink.delete_link(&plan.bridge))
+            .map_err(BridgeError::from)
+            .and_then(|()| {
+                self.driver
+                    .nft()
+                    .remove_rules(&plan.nat_tag, false)
+                    .map_err(BridgeError::from)
+            });
+        removed.map_err(|source| NetworkError::Bridge {
+            container_id: String::new(),
+            network: name.to_owned(),
+            source: Box::new(source),
+        })?;
         self.forget_set_up(&info.record.bridge);
         self.state.update_network_state(|state| {
             let attached = state

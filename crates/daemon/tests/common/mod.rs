@@ -150,6 +150,14 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.network.remove();
+        if std::thread::panicking() {
+            // The daemon's view of a failure: internal errors reach the client without causes.
+            let log = std::fs::read_to_string(self.dir.path().join("testudod.log"));
+            let log = log.unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("testudod.log, last lines:");
+            tail.iter().rev().for_each(|line| eprintln!("  {line}"));
+        }
     }
 }
 
