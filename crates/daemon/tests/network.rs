@@ -439,6 +439,9 @@ fn cni_networks_of_debians_plugins_connect_containers_and_leave_nothing() {
                 "ranges": [[{"subnet": subnet}]],
                 "dataDir": ipam_dir,
             },
+        }, {
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
         }],
     });
     std::fs::write(
@@ -462,18 +465,16 @@ fn cni_networks_of_debians_plugins_connect_containers_and_leave_nothing() {
     }
     let _bridge = RemoveBridge(bridge.clone());
 
-    daemon.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "server",
-        "--network",
-        "cni:lab-cni",
-        IMAGE,
-        "sh",
-        "-c",
-        "echo hello over cni | nc -l -p 7000",
-    ]);
+    let port = free_loopback_port();
+    let publish = format!("127.0.0.1:{port}:7000");
+    let serve = "while true; do echo hello over cni | nc -l -p 7000; done";
+    let network = ["--network", "cni:lab-cni", "-p", &publish];
+    let run = [
+        &["run", "-d", "--name", "server"][..],
+        &network,
+        &[IMAGE, "sh", "-c", serve],
+    ];
+    daemon.ok(&run.concat());
     let server = address(&daemon, "server");
     assert!(
         server.starts_with(subnet.trim_end_matches("0/24")),
@@ -483,13 +484,29 @@ fn cni_networks_of_debians_plugins_connect_containers_and_leave_nothing() {
     poll_until("the server to answer", || {
         fetch(&daemon, "cni:lab-cni", &server, "7000") == "hello over cni\n"
     });
+    // The port went to portmap as the portMappings capability.
+    poll_until("the published port to answer", || {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut got = [0u8; 15];
+        stream.read_exact(&mut got).is_ok() && &got == b"hello over cni\n"
+    });
     let netns = attachment(&daemon, "server")["netns"]
         .as_str()
         .unwrap()
         .to_owned();
+    let id = id_of(&daemon, "server");
+    assert!(sh("iptables", &["-t", "nat", "-S"]).contains(&id));
     daemon.ok(&["rm", "-f", "server"]);
     assert!(!Path::new(&netns).exists(), "{netns} is left");
     assert!(links_on(&bridge).is_empty(), "{:?}", links_on(&bridge));
+    // portmap's chains of the container (commented with its id) went with its DEL.
+    let nat = sh("iptables", &["-t", "nat", "-S"]);
+    assert!(!nat.contains(&id), "{nat}");
     // host-local keeps one file per leased address (and `last_reserved_ip.0`, and a lock).
     let leases: Vec<String> = std::fs::read_dir(ipam_dir.join("lab-cni"))
         .unwrap()
@@ -725,5 +742,42 @@ fn bad_network_input_is_refused_with_its_status_and_leaves_nothing() {
             ),
             Code::FailedPrecondition
         );
+
+        use testudo_api::containers::v1::containers_service_client::ContainersServiceClient;
+        use testudo_api::containers::v1::{
+            network, BridgeNetwork, ContainerConfig, CreateRequest as CreateContainer, JoinNetwork,
+            Network,
+        };
+        let mut containers = ContainersServiceClient::new(channel(daemon.socket()).await);
+        let create = |mode: network::Mode| CreateContainer {
+            namespace: "default".into(),
+            config: Some(ContainerConfig {
+                image: IMAGE.into(),
+                network: Some(Network { mode: Some(mode) }),
+                ..ContainerConfig::default()
+            }),
+        };
+        let join = |path: &str| network::Mode::Join(JoinNetwork { path: path.into() });
+        assert_eq!(
+            code(containers.create(create(join("/etc/hostname"))).await),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code(
+                containers
+                    .create(create(join("/run/netns/no-such-netns")))
+                    .await
+            ),
+            Code::NotFound
+        );
+        let unknown = network::Mode::Bridge(BridgeNetwork {
+            network: "nosuch".into(),
+            ports: Vec::new(),
+        });
+        assert_eq!(
+            code(containers.create(create(unknown)).await),
+            Code::NotFound
+        );
     });
+    assert!(names(&daemon.json(&["ps", "-a"])).is_empty());
 }
