@@ -37,7 +37,7 @@ use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -139,6 +139,10 @@ pub struct NetworkService {
     /// The bridges this process has set up (once per process: after a daemon restart the
     /// first attach sets the network up again, which changes nothing that is in place).
     set_up: Mutex<BTreeSet<String>>,
+    /// Held shared while a container attaches to a bridge network and exclusively while a
+    /// network is deleted, so that a delete never removes a bridge under an attach that
+    /// passed its check.
+    topology: RwLock<()>,
 }
 
 /// A network name: 1 to 64 characters of letters, digits, `_`, `.` and `-`, starting with a
@@ -236,6 +240,7 @@ impl NetworkService {
             driver: BridgeDriver::default(),
             cni,
             set_up: Mutex::new(BTreeSet::new()),
+            topology: RwLock::new(()),
         })
     }
 
@@ -359,6 +364,10 @@ impl NetworkService {
         if name == self.config.default_network.name {
             return Err(NetworkError::DeleteDefault(name.to_owned()));
         }
+        let _exclusive = self
+            .topology
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let info = self.inspect(name)?;
         if !info.containers.is_empty() {
             return Err(NetworkError::InUse {
@@ -533,6 +542,7 @@ impl NetworkService {
         network: &str,
         ports: &[PortMapping],
     ) -> Result<AttachmentRecord, NetworkError> {
+        let _shared = self.topology.read().unwrap_or_else(PoisonError::into_inner);
         let record = self.inspect(network)?.record;
         let name = netns_name(container_id)?;
         let (attachment, lease) = self.record_attachment(
