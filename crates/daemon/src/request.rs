@@ -656,6 +656,50 @@ mod tests {
     }
 
     #[test]
+    fn a_bridge_network_with_ports_maps_onto_the_engine_and_back() {
+        let mut c = config();
+        let ports = vec![
+            v1::PortMapping {
+                host_ip: "127.0.0.1".to_owned(),
+                host_port: 8080,
+                container_port: 80,
+                protocol: v1::Protocol::Tcp.into(),
+            },
+            v1::PortMapping {
+                host_ip: String::new(),
+                host_port: 53,
+                container_port: 5353,
+                protocol: v1::Protocol::Udp.into(),
+            },
+        ];
+        c.network = Some(v1::Network {
+            mode: Some(v1::network::Mode::Bridge(v1::BridgeNetwork {
+                network: String::new(),
+                ports: ports.clone(),
+            })),
+        });
+        let request = create_request(Some(c)).unwrap();
+        let engine::NetworkMode::Bridge {
+            network,
+            ports: mapped,
+        } = &request.network
+        else {
+            panic!("{:?}", request.network);
+        };
+        assert_eq!(*network, None);
+        assert_eq!(mapped[0].to_string(), "127.0.0.1:8080:80/tcp");
+        assert_eq!(mapped[1].protocol, Protocol::Udp);
+        let back = container_config("web", request);
+        assert_eq!(
+            back.network.unwrap().mode,
+            Some(v1::network::Mode::Bridge(v1::BridgeNetwork {
+                network: String::new(),
+                ports,
+            }))
+        );
+    }
+
+    #[test]
     fn bad_configurations_are_refused_with_what_is_wrong() {
         let refused = |edit: fn(&mut v1::ContainerConfig)| {
             let mut c = config();
@@ -685,6 +729,41 @@ mod tests {
         assert_eq!(
             refused(|c| c.network = Some(v1::Network { mode: None })),
             "the network has no mode"
+        );
+        fn with_port(host_ip: &str, host_port: u32, protocol: i32) -> v1::Network {
+            v1::Network {
+                mode: Some(v1::network::Mode::Bridge(v1::BridgeNetwork {
+                    network: String::new(),
+                    ports: vec![v1::PortMapping {
+                        host_ip: host_ip.to_owned(),
+                        host_port,
+                        container_port: 80,
+                        protocol,
+                    }],
+                })),
+            }
+        }
+        assert_eq!(
+            refused(|c| c.network = Some(with_port("", 0, 0))),
+            "published host port 0 is not in 1-65535"
+        );
+        assert_eq!(
+            refused(|c| c.network = Some(with_port("", 70000, 0))),
+            "published host port 70000 is not in 1-65535"
+        );
+        assert_eq!(
+            refused(|c| c.network = Some(with_port("localhost", 80, 0))),
+            "invalid host address \"localhost\" of a published port"
+        );
+        assert_eq!(
+            refused(|c| c.network = Some(with_port("", 80, 7))),
+            "invalid protocol 7 of a published port"
+        );
+        assert_eq!(
+            refused(|c| c.network = Some(v1::Network {
+                mode: Some(v1::network::Mode::Cni(v1::CniNetwork::default())),
+            })),
+            "a CNI network needs the name of a configuration list"
         );
         assert_eq!(
             refused(|c| c.resources = Some(v1::Resources {
