@@ -449,6 +449,16 @@ fn cni_networks_of_debians_plugins_connect_containers_and_leave_nothing() {
         serde_json::to_vec(&conflist).unwrap(),
     )
     .unwrap();
+    let broken = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "broken",
+        "plugins": [{"type": "no-such-plugin"}],
+    });
+    std::fs::write(
+        config.path().join("20-broken.conflist"),
+        serde_json::to_vec(&broken).unwrap(),
+    )
+    .unwrap();
     let flags = [
         std::ffi::OsStr::new("--cni-config-dir"),
         config.path().as_os_str(),
@@ -517,6 +527,12 @@ fn cni_networks_of_debians_plugins_connect_containers_and_leave_nothing() {
 
     let missing = daemon.fails(&["run", "--rm", "--network", "cni:nosuch", IMAGE, "true"]);
     assert!(missing.contains("no CNI network nosuch"), "{missing}");
+    let failed = daemon.fails(&["run", "--rm", "--network", "cni:broken", IMAGE, "true"]);
+    assert!(
+        failed.contains("CNI ADD of container") && failed.contains("no-such-plugin"),
+        "{failed}"
+    );
+    assert!(names(&daemon.json(&["ps", "-a"])).is_empty());
 }
 
 #[test]
@@ -674,6 +690,47 @@ fn bad_network_input_is_refused_with_its_status_and_leaves_nothing() {
     );
     let bad_subnet = daemon.fails(&["network", "create", "x", "--subnet", "10.1.2.3/24"]);
     assert!(bad_subnet.contains("host bits are set"), "{bad_subnet}");
+    // A /30 has one address for a container: the second finds the pool exhausted.
+    let tiny = free_subnet(seed()).replace(".0/24", ".0/30");
+    let tiny_bridge = unique("ttx");
+    daemon.ok(&[
+        "network",
+        "create",
+        "tiny",
+        "--subnet",
+        &tiny,
+        "--bridge",
+        &tiny_bridge,
+    ]);
+    daemon.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "t1",
+        "--network",
+        "tiny",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let exhausted = daemon.fails(&[
+        "run",
+        "-d",
+        "--name",
+        "t2",
+        "--network",
+        "tiny",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(
+        exhausted,
+        format!("testudoctl: no free address left in {tiny} of network tiny")
+    );
+    assert_eq!(links_on(&tiny_bridge).len(), 1);
+    daemon.ok(&["rm", "-f", "t1"]);
+    daemon.ok(&["network", "rm", "tiny"]);
     // Only a is there, with its one attachment.
     assert_eq!(names(&daemon.json(&["ps", "-a"])), ["a"]);
     let default = daemon.json(&["network", "inspect", "testudo"]);
