@@ -244,11 +244,6 @@ impl NetworkService {
         })
     }
 
-    /// The default network's record.
-    pub fn default_network(&self) -> &NetworkRecord {
-        &self.config.default_network
-    }
-
     /// The stored networks and the default one, by name.
     fn all_networks(&self, state: &NetworkState) -> Vec<NetworkRecord> {
         let mut all: Vec<NetworkRecord> = state.networks.values().cloned().collect();
