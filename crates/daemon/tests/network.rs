@@ -379,6 +379,57 @@ fn a_named_network_is_created_used_and_removed_with_testudoctl() {
 }
 
 #[test]
+fn a_dual_stack_network_gives_containers_an_ipv6_address_they_talk_over() {
+    let Some(daemon) = daemon_with_busybox(&[]) else {
+        return;
+    };
+    let subnet = free_subnet(seed());
+    // A unique-local /64 of the test's own (fd00:<third octet>:<fourth>::/64 of the /24).
+    let octets: Vec<u32> = subnet
+        .trim_end_matches(".0/24")
+        .split('.')
+        .map(|o| o.parse().unwrap())
+        .collect();
+    let subnet6 = format!("fd00:{:x}:{:x}::/64", octets[1], octets[2]);
+    let bridge = unique("ttd");
+    daemon.ok(&[
+        "network", "create", "dual", "--subnet", &subnet, "--subnet", &subnet6, "--bridge", &bridge,
+    ]);
+    let listed = daemon.json(&["network", "inspect", "dual"]);
+    assert_eq!(listed["subnets"], serde_json::json!([subnet, subnet6]));
+    daemon.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "server",
+        "--network",
+        "dual",
+        IMAGE,
+        "sh",
+        "-c",
+        "while true; do echo hello over ipv6 | nc -l -p 7000; done",
+    ]);
+    let addresses = attachment(&daemon, "server")["addresses"].clone();
+    let v6 = addresses[1]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        v6.starts_with(subnet6.trim_end_matches(":/64")),
+        "{addresses}"
+    );
+    poll_until("the server to answer over IPv6", || {
+        fetch(&daemon, "dual", &v6, "7000") == "hello over ipv6\n"
+    });
+    daemon.ok(&["rm", "-f", "server"]);
+    daemon.ok(&["network", "rm", "dual"]);
+    assert!(!link_exists(&bridge));
+}
+
+#[test]
 fn a_container_joins_a_netns_made_by_the_test_and_a_path_that_is_none_is_refused() {
     let Some(daemon) = daemon_with_busybox(&[]) else {
         return;
@@ -611,6 +662,7 @@ fn after_rm_no_veth_rule_namespace_or_lease_is_left() {
         return;
     };
     let port = free_loopback_port();
+    let leaks = testudo_test_support::LeakCheck::snapshot();
     daemon.ok(&[
         "run",
         "-d",
@@ -624,17 +676,24 @@ fn after_rm_no_veth_rule_namespace_or_lease_is_left() {
     ]);
     let id = id_of(&daemon, "a");
     let first = address(&daemon, "a");
+    let mounted = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let netns = attachment(&daemon, "a")["netns"]
         .as_str()
         .unwrap()
         .to_owned();
     let tag = format!("container:{id}");
     assert!(Path::new(&netns).exists());
+    assert!(mounted().contains(&format!(" {netns} ")));
     assert_eq!(links_on(&daemon.network.bridge).len(), 1);
     assert!(!tagged_rules(&tag).is_empty());
 
     daemon.ok(&["rm", "-f", "a"]);
     assert!(!Path::new(&netns).exists(), "{netns} is left");
+    assert!(
+        !mounted().contains(&format!(" {netns} ")),
+        "{netns} is still mounted"
+    );
+    leaks.assert_no_leaks_for(&id);
     assert!(links_on(&daemon.network.bridge).is_empty());
     assert!(tagged_rules(&tag).is_empty(), "rules of {tag} are left");
     let default = daemon.json(&["network", "inspect", "testudo"]);
