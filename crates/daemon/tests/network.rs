@@ -897,3 +897,87 @@ fn bad_network_input_is_refused_with_its_status_and_leaves_nothing() {
     });
     assert!(names(&daemon.json(&["ps", "-a"])).is_empty());
 }
+
+#[test]
+fn two_daemons_share_the_nftables_table_without_touching_each_others_rules() {
+    let Some(first) = daemon_with_busybox(&[]) else {
+        return;
+    };
+    let second = daemon_with_busybox(&[]).unwrap();
+    // Both have a default network called `testudo`, on bridges of their own.
+    assert_eq!(names(&first.json(&["network", "ls"])), ["testudo"]);
+    assert_eq!(names(&second.json(&["network", "ls"])), ["testudo"]);
+    let port = free_loopback_port();
+    first.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("127.0.0.1:{port}:8080"),
+        IMAGE,
+        "sh",
+        "-c",
+        "while true; do echo pong | nc -l -p 8080; done",
+    ]);
+    let answers = || {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut got = [0u8; 5];
+        stream.read_exact(&mut got).is_ok() && &got == b"pong\n"
+    };
+    poll_until("the first daemon's port to answer", answers);
+    let first_rules = || tagged_rules(&format!("network:{}", first.network.bridge));
+    let before = first_rules().len();
+    assert!(before > 0);
+
+    // The second daemon sets up its own default network, then makes and deletes another.
+    let other_port = free_loopback_port();
+    second.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("127.0.0.1:{other_port}:8080"),
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let bridge = unique("tts");
+    second.ok(&[
+        "network",
+        "create",
+        "lab",
+        "--subnet",
+        &free_subnet(seed()),
+        "--bridge",
+        &bridge,
+    ]);
+    second.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lab",
+        "--network",
+        "lab",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    second.ok(&["rm", "-f", "web", "lab"]);
+    second.ok(&["network", "rm", "lab"]);
+
+    assert_eq!(first_rules().len(), before);
+    let id = id_of(&first, "web");
+    assert!(!tagged_rules(&format!("container:{id}")).is_empty());
+    assert!(
+        answers(),
+        "the first daemon's published port stopped answering"
+    );
+    first.ok(&["rm", "-f", "web"]);
+}
