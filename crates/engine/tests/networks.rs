@@ -154,7 +154,8 @@ impl Drop for TestService {
 
 fn new_id() -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{:032x}{:032x}", std::process::id(), n)
+    // The namespace's name holds only the first 48 digits: pid and counter go there.
+    format!("{:024x}{:024x}{:016x}", std::process::id(), n, 0)
 }
 
 /// Where the service puts container `id`'s namespace (as its docs say: `testudo-` and the
