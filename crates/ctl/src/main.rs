@@ -1,8 +1,10 @@
 //! `testudoctl`, the command-line client of `testudod`, over the unix socket or `-H host:port`
 //! with mutual TLS (`connect.rs`): namespaces, images, containers (`run`, `create`, `start`,
-//! `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`, with podman's flags), `events`
-//! (a stream, one line per event), `exec`, `attach` and `run -i`/`-t` with a local terminal
-//! (`exec.rs`, `terminal.rs`) and `certs`, which writes a development CA and certificates
+//! `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`, with podman's flags; `run`
+//! and `create` attach to the default bridge network unless `--network` says otherwise),
+//! networks (`network create|ls|inspect|rm`, `network.rs`), `events` (a stream, one line per
+//! event), `exec`, `attach` and `run -i`/`-t` with a local terminal (`exec.rs`, `terminal.rs`)
+//! and `certs`, which writes a development CA and certificates
 //! for TCP (`certs.rs`). Human tables by default, `--json` for scripts; an error is one line,
 //! `testudoctl: <message>`, and exit status 1; `run` without `-d` exits with the container's
 //! status.
@@ -15,6 +17,7 @@ mod connect;
 mod containers;
 mod events;
 mod exec;
+mod network;
 mod output;
 mod terminal;
 
@@ -56,6 +59,9 @@ enum Command {
     Image(ImageCommand),
     /// Follow the daemon's events (every namespace unless --only-namespace)
     Events(events::EventsArgs),
+    /// Bridge networks of the node (shared by every namespace)
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     #[command(flatten)]
     Container(containers::ContainerCommand),
     /// Run a command in a running container; exit with its status
@@ -160,6 +166,8 @@ pub(crate) enum CtlError {
     Output(#[source] std::io::Error),
     #[error("the daemon ended the stream without the process's exit status")]
     NoExit,
+    #[error("--publish needs a bridge or CNI network, not --network {network}")]
+    PublishWithout { network: String },
 }
 
 pub(crate) fn print_json(value: &serde_json::Value) {
@@ -270,6 +278,7 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
         Command::Events(args) => events::follow(&mut client, ns, args, cli.json).await?,
         Command::Exec(args) => return exec::exec(&mut client, ns, args).await,
         Command::Attach(args) => return exec::attach(&mut client, ns, args).await,
+        Command::Network(command) => network::run(&mut client, cli.json, command).await?,
         Command::Container(command) => {
             return containers::run(&mut client, ns, cli.json, command).await;
         }

@@ -14,8 +14,14 @@
 //! [`ImageRecord`] (target descriptor, creation time, labels): the content they name is shared
 //! by every namespace, the names are not.
 //!
+//! Networks (node-level objects, not a namespace's) live in three more tables (the `networks`
+//! submodule): their records by name, IPAM leases keyed `(network, owner)`, and each container's
+//! attachment by container id; a change to them is one transaction over the three, so a lease
+//! never exists without its attachment or the other way round.
+//!
 //! Schema versions: 1 namespaces and containers; 2 adds image references (the image service
-//! moves the content store's older global records into `default` when it opens).
+//! moves the content store's older global records into `default` when it opens); 3 adds
+//! networks, leases and attachments.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,8 +34,12 @@ use testudo_image::store::ImageRecord;
 
 use crate::error::{ErrorKind, Kind};
 
+mod networks;
+
+pub use networks::{AttachmentKind, AttachmentRecord, NetworkRecord, NetworkState};
+
 /// The schema this build writes. Bump it with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
@@ -44,8 +54,13 @@ const SCHEMA_KEY: &str = "schema_version";
 /// One migration: from version `n` (its index) to `n + 1`, inside the opening transaction.
 type Migration = fn(&redb::WriteTransaction) -> Result<(), redb::Error>;
 
-/// Version 0 is an empty file; version 1 creates the tables; version 2 the image references.
-const MIGRATIONS: &[Migration] = &[create_tables_v1, create_images_v2];
+/// Version 0 is an empty file; version 1 creates the tables; version 2 the image references;
+/// version 3 the network tables.
+const MIGRATIONS: &[Migration] = &[
+    create_tables_v1,
+    create_images_v2,
+    networks::create_tables_v3,
+];
 
 fn create_tables_v1(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(NAMESPACES)?;

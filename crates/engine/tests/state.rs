@@ -247,12 +247,14 @@ fn a_version_1_file_gains_image_references_and_keeps_its_records() {
         txn.commit().unwrap();
     }
     let db = StateDb::open(&path).unwrap();
-    assert_eq!(db.schema_version().unwrap(), 2);
+    assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(
         db.namespace(&name("acme")).unwrap().created,
         "2026-01-01T00:00:00Z"
     );
     assert!(db.images(&name("acme")).unwrap().is_empty());
+    let networks = db.network_state().unwrap();
+    assert!(networks.networks.is_empty() && networks.attachments.is_empty());
 }
 
 fn image_record(image: &str) -> ImageRecord {

@@ -36,6 +36,7 @@ use super::{
 };
 use crate::events::{Event, EventBus, EventKind};
 use crate::images::ImageService;
+use crate::networks::NetworkService;
 use crate::state::{ContainerRecord, Name, StateDb};
 
 /// The exit code recorded when how a container ended cannot be known (its monitor vanished
@@ -191,6 +192,7 @@ pub(super) struct Supervisor {
     config: ContainerServiceConfig,
     state: Arc<StateDb>,
     images: Arc<ImageService>,
+    networks: Arc<NetworkService>,
     pub(super) locks: Locks,
     pub(super) events: EventBus,
     pub(super) cgroups: CgroupDirs,
@@ -202,6 +204,7 @@ impl Supervisor {
         config: ContainerServiceConfig,
         state: Arc<StateDb>,
         images: Arc<ImageService>,
+        networks: Arc<NetworkService>,
     ) -> Self {
         let cgroups = CgroupDirs::detect(&config.cgroup_parent);
         Self {
@@ -209,6 +212,7 @@ impl Supervisor {
             state,
             events: images.events().clone(),
             images,
+            networks,
             locks: Locks::default(),
             cgroups,
             watches: Mutex::new(HashMap::new()),
@@ -259,7 +263,15 @@ impl Supervisor {
     pub(super) async fn remove(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
         let (namespace, id) = (&record.namespace, record.id.as_str());
         let paths = paths_of(&self.config, namespace, id, &record.name);
-        teardown(&self.images, &self.cgroups, id, &paths, &Made::everything()).await?;
+        teardown(
+            &self.images,
+            &self.networks,
+            &self.cgroups,
+            id,
+            &paths,
+            &Made::everything(),
+        )
+        .await?;
         self.state.remove_container(namespace, id)?;
         self.locks.forget(namespace, id);
         self.events.publish(Event::container(
