@@ -29,6 +29,9 @@
 //! Exec and attach (`exec`): the monitor hands over the process's stdio, which become async
 //! handles.
 //!
+//! Monitors are upgraded in place (`upgrade`) to the service's `testudo` binary, with their
+//! containers running on.
+//!
 //! Non-goals here: networks beyond none/host/join (a later increment).
 
 mod cgroups;
@@ -39,6 +42,7 @@ mod logs;
 mod request;
 mod stats;
 mod supervise;
+mod upgrade;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -67,6 +71,7 @@ pub use request::{
 };
 pub use stats::ContainerStats;
 pub use supervise::UNKNOWN_EXIT_CODE;
+pub use upgrade::{MonitorUpgrade, UpgradedMonitor};
 
 use crate::events::{Event, EventBus, EventKind};
 use crate::images::ImageService;
