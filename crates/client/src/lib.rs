@@ -7,6 +7,7 @@
 //! [`containers`] and [`events`], so callers need no other crate for them.
 
 mod tls;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 

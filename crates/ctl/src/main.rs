@@ -1,8 +1,8 @@
 //! `testudoctl`, the command-line client of `testudod`, over the unix socket or `-H host:port`
 //! with mutual TLS (`connect.rs`): namespaces, images, containers (`run`, `create`, `start`,
 //! `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`, with podman's flags), `events`
-//! (a stream, one line per event) and `certs`, which writes a development CA and certificates
-//! for TCP (`certs.rs`). Human tables by default, `--json` for scripts; an error is one line,
+//! (a stream, one line per event), `monitor upgrade` (`monitor.rs`) and `certs`, which writes a
+//! development CA and certificates for TCP (`certs.rs`). Human tables by default, `--json` for scripts; an error is one line,
 //! `testudoctl: <message>`, and exit status 1; `run` without `-d` exits with the container's
 //! status.
 //!
@@ -13,6 +13,7 @@ mod certs;
 mod connect;
 mod containers;
 mod events;
+mod monitor;
 mod output;
 
 use std::path::PathBuf;
@@ -55,6 +56,9 @@ enum Command {
     Events(events::EventsArgs),
     #[command(flatten)]
     Container(containers::ContainerCommand),
+    /// Container monitors
+    #[command(subcommand)]
+    Monitor(monitor::MonitorCommand),
     /// Write a development CA, a server and a client certificate for TCP with mutual TLS
     Certs(CertsArgs),
 }
@@ -257,6 +261,9 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
         Command::Events(args) => events::follow(&mut client, ns, args, cli.json).await?,
         Command::Container(command) => {
             return containers::run(&mut client, ns, cli.json, command).await;
+        }
+        Command::Monitor(command) => {
+            return monitor::run(&mut client, ns, cli.json, command).await;
         }
         Command::Image(ImageCommand::Prune) => {
             let pruned = client.prune_images(ns).await?;
