@@ -22,6 +22,9 @@
 //! pidfds readable, until the new binary's first reap sweep; the monitor needs no `SIGCHLD`, so
 //! none can be lost.
 //!
+//! The monitor serves nothing while it upgrades: the check takes a few milliseconds (at most
+//! [`CHECK_TIMEOUT`]); meanwhile containers' output waits in their pipes.
+//!
 //! Safety: before the exec the new binary runs once as `testudo monitor --check-resume` with the
 //! handover on its stdin and must answer that it can resume it; a binary that cannot (another
 //! program, an older handover version, a file that does not execute) is refused and the monitor
@@ -37,7 +40,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
@@ -52,6 +55,9 @@ pub(crate) const HANDOVER_VERSION: u32 = 1;
 
 /// How long the new binary may take to check the handover before it is refused.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a check that has answered is looked at until it exits.
+const CHECK_POLL: Duration = Duration::from_millis(5);
 
 /// The most a check may print: its answer is one short line.
 const MAX_CHECK_ANSWER: usize = 64 * 1024;
@@ -329,16 +335,9 @@ fn check(binary: &Path, memfd: &File) -> Result<(), String> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot run it: {e}"))?;
-    let answer = child
-        .stdout
-        .take()
-        .map(|out| read_until(out, Instant::now() + CHECK_TIMEOUT));
-    if matches!(answer, Some(None)) {
-        let _ = child.kill();
-    }
-    let status = child
-        .wait()
-        .map_err(|e| format!("wait for its check: {e}"))?;
+    let deadline = Instant::now() + CHECK_TIMEOUT;
+    let answer = child.stdout.take().map(|out| read_until(out, deadline));
+    let status = wait_until(&mut child, deadline)?;
     let Some(Some(answer)) = answer else {
         return Err(format!(
             "it did not answer the handover check within {} s",
@@ -356,6 +355,22 @@ fn check(binary: &Path, memfd: &File) -> Result<(), String> {
         )),
         None if !status.success() => Err(format!("its handover check failed ({status})")),
         None => Ok(()),
+    }
+}
+
+/// Waits for the check to exit; one still running at `deadline` (it may have closed its stdout
+/// and hung) is killed, so that a wrong binary never holds the monitor up for longer.
+fn wait_until(child: &mut Child, deadline: Instant) -> Result<std::process::ExitStatus, String> {
+    let wait_error = |e: io::Error| format!("wait for its check: {e}");
+    loop {
+        if let Some(status) = child.try_wait().map_err(wait_error)? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return child.wait().map_err(wait_error);
+        }
+        std::thread::sleep(CHECK_POLL);
     }
 }
 
@@ -455,4 +470,71 @@ pub(crate) fn read(fd: Fd, adopter: &mut Adopter) -> io::Result<Handover> {
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     Ok(handover)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn handover(listener: Fd, connection: Fd) -> Handover {
+        Handover {
+            version: HANDOVER_VERSION,
+            socket: "/run/m.sock".into(),
+            listener,
+            shutting_down: false,
+            connections: vec![ConnectionState {
+                fd: connection,
+                inbox: Vec::new(),
+                outbox: Vec::new(),
+                outbox_fds: Vec::new(),
+                greeted: true,
+                waiting_for: None,
+                closing: false,
+            }],
+            upgrading: 0,
+            supervisor: SupervisorState {
+                runtime_root: "/r".into(),
+                state_dir: "/s".into(),
+                next_attach: 0,
+                containers: Vec::new(),
+                deleted: Vec::new(),
+            },
+        }
+    }
+
+    fn check(input: &[u8]) -> (bool, CheckAnswer) {
+        let mut output = Vec::new();
+        let accepted = check_resume(input, &mut output).unwrap();
+        (accepted, serde_json::from_slice(&output).unwrap())
+    }
+
+    #[test]
+    fn a_handover_of_distinct_descriptors_in_this_version_is_accepted() {
+        let (accepted, answer) = check(&serde_json::to_vec(&handover(3, 4)).unwrap());
+        assert!(accepted);
+        assert_eq!(answer.handover_version, HANDOVER_VERSION);
+        assert_eq!(answer.error, None);
+    }
+
+    #[test]
+    fn a_descriptor_handed_over_twice_another_version_or_garbage_is_refused() {
+        let twice = serde_json::to_vec(&handover(3, 3)).unwrap();
+        let mut newer = handover(3, 4);
+        newer.version = HANDOVER_VERSION + 1;
+        let newer = serde_json::to_vec(&newer).unwrap();
+        let stdio = serde_json::to_vec(&handover(1, 4)).unwrap();
+        for (input, reason) in [
+            (&twice[..], "descriptor 3 is handed over twice"),
+            (&newer[..], "is not supported"),
+            (&stdio[..], "descriptor 1 is handed over twice or is stdio"),
+            (b"{}", "parse the handover"),
+        ] {
+            let (accepted, answer) = check(input);
+            assert!(!accepted);
+            let error = answer.error.unwrap();
+            assert!(error.contains(reason), "{error}");
+        }
+    }
 }

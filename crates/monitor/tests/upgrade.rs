@@ -255,6 +255,15 @@ fn an_upgrade_to_a_binary_that_cannot_resume_is_refused_and_the_monitor_carries_
     let scratch = tempfile::tempdir().unwrap();
     let not_executable = scratch.path().join("testudo-text");
     std::fs::write(&not_executable, "not a program\n").unwrap();
+    // Keeps its stdout open and never answers.
+    let silent = scratch.path().join("testudo-silent");
+    std::fs::write(&silent, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    let status = std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&silent)
+        .status()
+        .unwrap();
+    assert!(status.success());
     let monitor = TestMonitor::start();
     let mut client = monitor.client();
     let bundle = sh(COUNTER);
@@ -273,6 +282,11 @@ fn an_upgrade_to_a_binary_that_cannot_resume_is_refused_and_the_monitor_carries_
             not_executable.clone(),
             ErrorKind::FailedPrecondition,
             "cannot resume this monitor: cannot run it: permission denied",
+        ),
+        (
+            silent.clone(),
+            ErrorKind::FailedPrecondition,
+            "cannot resume this monitor: it did not answer the handover check within 10 s",
         ),
         (
             scratch.path().join("missing"),
