@@ -106,6 +106,17 @@ fn an_upgraded_monitor_keeps_its_pid_containers_connections_logs_and_only_its_de
     let socket = monitor.socket();
     let waited_id = id.clone();
     let waiter = thread::spawn(move || Client::connect(&socket).unwrap().wait(&waited_id));
+    // An exec process that runs across the upgrade, with a client waiting for it.
+    let mut long = echo(&id, "long", "");
+    long.args = vec!["/bin/sleep".into(), "1000".into()];
+    let (exec_pid, _exec_stdio) = client.exec(long).unwrap();
+    let socket = monitor.socket();
+    let exec_of = id.clone();
+    let exec_waiter = thread::spawn(move || {
+        Client::connect(&socket)
+            .unwrap()
+            .wait_exec(&exec_of, "long")
+    });
     let mut attached = monitor.client();
     let stdio = attached.attach(&id).unwrap();
     let mut attached_out = std::fs::File::from(stdio.stdout.unwrap());
@@ -176,6 +187,11 @@ fn an_upgraded_monitor_keeps_its_pid_containers_connections_logs_and_only_its_de
             .unwrap(),
         testudo_test_support::testudo_binary()
     );
+    // The exec process is still the monitor's, signalled through its handed-over pidfd.
+    assert_eq!(stat_field(exec_pid, 4), i64::from(monitor.pid));
+    client.kill_exec(&id, "long", libc::SIGKILL).unwrap();
+    let exec_exit = exec_waiter.join().unwrap().unwrap();
+    assert_eq!(exec_exit.termination, Termination::Signaled(libc::SIGKILL));
     // The waiter learns the exit.
     client.kill(&id, libc::SIGKILL, false).unwrap();
     let exit = waiter.join().unwrap().unwrap();
@@ -319,5 +335,48 @@ fn an_upgrade_to_a_binary_that_cannot_resume_is_refused_and_the_monitor_carries_
     let numbers = counted(&monitor, &id);
     let expected: Vec<u64> = (0..).take(numbers.len()).collect();
     assert_eq!(numbers, expected);
+    monitor.shut_down();
+}
+
+#[test]
+fn a_container_on_a_terminal_keeps_its_terminal_and_its_log_across_an_upgrade() {
+    if !require_root() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let next = copy_of_testudo(scratch.path());
+    let monitor = TestMonitor::start();
+    let mut client = monitor.client();
+    let bundle = with_terminal(Bundle::new().args(&["/bin/sh", "-c", COUNTER]));
+    let id = bundle.id().to_owned();
+    let mut request = monitor.request(&bundle);
+    request.tty = true;
+    client.create(request).unwrap();
+    client.start(&id).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || counted(
+        &monitor, &id
+    )
+    .len()
+        >= 5));
+    let inherited = inheritable(monitor.pid);
+    assert_eq!(client.upgrade(&next).unwrap(), next);
+    assert_eq!(inheritable(monitor.pid), inherited);
+    let logged = counted(&monitor, &id).len();
+    assert!(wait_until(Duration::from_secs(10), || {
+        counted(&monitor, &id).len() > logged + 5
+    }));
+    // Attached after the upgrade: the terminal's master is still the container's.
+    let mut attached = monitor.client();
+    let stdio = attached.attach(&id).unwrap();
+    assert!(stdio.terminal.is_some());
+    client.kill(&id, libc::SIGKILL, false).unwrap();
+    assert_eq!(
+        client.wait(&id).unwrap().termination,
+        Termination::Signaled(libc::SIGKILL)
+    );
+    let numbers = counted(&monitor, &id);
+    let expected: Vec<u64> = (0..).take(numbers.len()).collect();
+    assert_eq!(numbers, expected);
+    drop(attached);
     monitor.shut_down();
 }
