@@ -355,6 +355,7 @@ impl ConfigArgs {
             init: self.init,
             tty: self.tty,
             stdin: self.interactive,
+            auto_remove: false,
         })
     }
 }
@@ -532,14 +533,15 @@ pub(crate) async fn run(
     match command {
         C::Run {
             detach: true,
-            rm: true,
-            ..
-        } => return Err(CtlError::DetachedRm),
-        C::Run {
-            detach: true,
+            rm,
             config,
-            ..
-        } => println!("{}", client.run_container(ns, config.config()?).await?),
+        } => {
+            let config = ContainerConfig {
+                auto_remove: rm,
+                ..config.config()?
+            };
+            println!("{}", client.run_container(ns, config).await?)
+        }
         C::Run { rm, config, .. } => {
             let (id, outcome) = run_foreground(client, ns, config.config()?).await?;
             if rm {

@@ -149,8 +149,6 @@ pub(crate) enum CtlError {
         value: String,
         expected: &'static str,
     },
-    #[error("--rm needs the foreground: it cannot be used with -d yet")]
-    DetachedRm,
 }
 
 pub(crate) fn print_json(value: &serde_json::Value) {

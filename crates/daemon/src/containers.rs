@@ -142,7 +142,7 @@ fn container(record: ContainerRecord) -> Result<Container, CallError> {
         config: Some(container_config(record.name.as_str(), request)),
         id: record.id,
         namespace: record.namespace.to_string(),
-        image_digest: String::new(),
+        image_digest: record.image_digest,
     })
 }
 

@@ -146,6 +146,7 @@ mod tests {
                 id: "a".repeat(64),
                 name: Name::parse("container", "web").unwrap(),
                 image: "docker.io/library/busybox:latest".to_owned(),
+                image_digest: String::new(),
                 config: serde_json::Value::Null,
                 status: "created".to_owned(),
                 pid: None,

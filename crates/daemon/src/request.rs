@@ -341,6 +341,7 @@ pub(crate) fn create_request(
         tty: config.tty,
         stdin: config.stdin,
         restart: restart(config.restart_policy),
+        auto_remove: config.auto_remove,
     })
 }
 
@@ -446,6 +447,7 @@ pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1
         init: request.init,
         tty: request.tty,
         stdin: request.stdin,
+        auto_remove: request.auto_remove,
     }
 }
 

@@ -148,16 +148,16 @@ impl Kind for StateError {
     }
 }
 
-/// A validated namespace or container name: 1 to 76 characters of letters, digits, `_`, `.`,
-/// `-`, starting and ending with a letter or digit (containerd's namespace rule; short enough
-/// for a path component and a cgroup name).
+/// A validated namespace or container name: 1 to 128 characters of letters, digits, `_`, `.`,
+/// `-`, starting and ending with a letter or digit (containerd's namespace rule, with the
+/// length the API documents; a name is a path component of a log file, never a cgroup name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Name(String);
 
 impl Name {
     /// The longest name.
-    pub const MAX_LEN: usize = 76;
+    pub const MAX_LEN: usize = 128;
 
     /// Validates `name` as a name of `what` (for the error).
     pub fn parse(what: &'static str, name: &str) -> Result<Name, StateError> {
@@ -170,7 +170,7 @@ impl Name {
             return Err(bad("it is empty"));
         }
         if name.len() > Self::MAX_LEN {
-            return Err(bad("it is longer than 76 characters"));
+            return Err(bad("it is longer than 128 characters"));
         }
         if !name
             .bytes()
@@ -234,6 +234,10 @@ pub struct ContainerRecord {
     pub name: Name,
     /// The canonical image reference it was made from.
     pub image: String,
+    /// The digest of the image manifest that reference resolved to at creation (empty in
+    /// records written before it was kept).
+    #[serde(default)]
+    pub image_digest: String,
     /// The request it was made from, as the container service serialises it.
     pub config: serde_json::Value,
     /// Lifecycle status word (`created`, `running`, `stopped`, ...).

@@ -20,6 +20,7 @@ fn container(ns: &str, id: &str, container_name: &str) -> ContainerRecord {
         id: id.into(),
         name: name(container_name),
         image: "docker.io/library/busybox:latest".into(),
+        image_digest: String::new(),
         config: serde_json::json!({"cmd": ["true"]}),
         status: "created".into(),
         pid: None,
@@ -68,7 +69,7 @@ fn invalid_names_are_refused_with_the_rule_they_break() {
         ("-lead", "start and end"),
         ("a/b", "only letters"),
         ("a b", "only letters"),
-        (&"x".repeat(77), "longer than 76"),
+        (&"x".repeat(129), "longer than 128"),
     ] {
         let err = Name::parse("namespace", bad).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);

@@ -76,6 +76,7 @@ pub use upgrade::{MonitorUpgrade, UpgradedMonitor};
 use crate::events::{Event, EventBus, EventKind};
 use crate::images::ImageService;
 use crate::state::{ContainerRecord, Name, StateDb, StateError};
+use cgroups::CgroupDirs;
 use files::{io_error, is_mount_point, remove_file, remove_logs, remove_tree};
 use supervise::{Step, Supervisor};
 
@@ -174,6 +175,66 @@ impl Made {
             container: true,
         }
     }
+}
+
+/// Removes what `made` says exists, newest first; stops at the first failure so that a
+/// mounted root filesystem is never removed as a directory tree.
+async fn teardown(
+    images: &ImageService,
+    cgroups: &CgroupDirs,
+    id: &str,
+    paths: &Paths,
+    made: &Made,
+) -> Result<(), ContainerError> {
+    if made.container {
+        let container = id.to_owned();
+        let deleted = call_monitor(id, &paths.socket, move |client| {
+            client.delete(&container, true)
+        })
+        .await;
+        match deleted {
+            Err(ContainerError::Monitor { source, .. })
+                if matches!(source, ClientError::Connect { .. })
+                    || source.kind() == Some(testudo_monitor_protocol::ErrorKind::NotFound) => {}
+            other => other?,
+        }
+    }
+    if made.monitor {
+        let socket = paths.socket.clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || stop_monitor(&id, &socket)).await??;
+    }
+    if made.monitor_dir {
+        remove_tree(&paths.monitor_dir)?;
+    }
+    if made.log {
+        remove_logs(&paths.log)?;
+    }
+    if made.mounted && paths.rootfs.exists() {
+        match unmount(&paths.rootfs) {
+            // Not mounted any more (a retried delete).
+            Err(_) if !is_mount_point(&paths.rootfs) => {}
+            other => other.map_err(|source| ContainerError::Rootfs {
+                id: id.to_owned(),
+                source,
+            })?,
+        }
+    }
+    if made.snapshot {
+        match images.remove_rootfs(&paths.snapshot_key) {
+            Err(crate::images::ImageError::Snapshot(
+                testudo_snapshot::SnapshotError::NotFound { .. },
+            )) => {}
+            other => other?,
+        }
+    }
+    if made.bundle && !is_mount_point(&paths.rootfs) {
+        remove_tree(&paths.bundle)?;
+    }
+    if let Some(namespace) = paths.bundle.parent().and_then(Path::file_name) {
+        cgroups.remove_levels(&namespace.to_string_lossy(), id);
+    }
+    Ok(())
 }
 
 /// A new container id: 64 hex digits, hashed from the time, the pid and a counter with
@@ -284,7 +345,7 @@ impl ContainerService {
         let supervisor = Arc::new(Supervisor::new(
             config.clone(),
             state.clone(),
-            images.events().clone(),
+            images.clone(),
         ));
         Ok(Self {
             config,
@@ -372,6 +433,7 @@ impl ContainerService {
             id: id.clone(),
             name,
             image: image.record.name.clone(),
+            image_digest: image.manifest_digest.to_string(),
             config: serde_json::to_value(&request).unwrap_or_default(),
             status: status::CREATED.to_owned(),
             pid: None,
@@ -401,7 +463,9 @@ impl ContainerService {
                 Ok(record)
             }
             Err(e) => {
-                if let Err(undo) = self.teardown(&id, &paths, &made).await {
+                if let Err(undo) =
+                    teardown(&self.images, &self.supervisor.cgroups, &id, &paths, &made).await
+                {
                     tracing::warn!(container_id = %id, error = %undo, "cannot undo a failed create");
                 }
                 Err(e)
@@ -546,64 +610,6 @@ impl ContainerService {
         call_monitor(id, socket, call).await
     }
 
-    /// Removes what `made` says exists, newest first; stops at the first failure so that a
-    /// mounted root filesystem is never removed as a directory tree.
-    async fn teardown(&self, id: &str, paths: &Paths, made: &Made) -> Result<(), ContainerError> {
-        if made.container {
-            let container = id.to_owned();
-            let deleted = self
-                .monitor_call(id, &paths.socket, move |client| {
-                    client.delete(&container, true)
-                })
-                .await;
-            match deleted {
-                Err(ContainerError::Monitor { source, .. })
-                    if matches!(source, ClientError::Connect { .. })
-                        || source.kind() == Some(testudo_monitor_protocol::ErrorKind::NotFound) => {
-                }
-                other => other?,
-            }
-        }
-        if made.monitor {
-            let socket = paths.socket.clone();
-            let id = id.to_owned();
-            tokio::task::spawn_blocking(move || stop_monitor(&id, &socket)).await??;
-        }
-        if made.monitor_dir {
-            remove_tree(&paths.monitor_dir)?;
-        }
-        if made.log {
-            remove_logs(&paths.log)?;
-        }
-        if made.mounted && paths.rootfs.exists() {
-            match unmount(&paths.rootfs) {
-                // Not mounted any more (a retried delete).
-                Err(_) if !is_mount_point(&paths.rootfs) => {}
-                other => other.map_err(|source| ContainerError::Rootfs {
-                    id: id.to_owned(),
-                    source,
-                })?,
-            }
-        }
-        if made.snapshot {
-            match self.images.remove_rootfs(&paths.snapshot_key) {
-                Err(crate::images::ImageError::Snapshot(
-                    testudo_snapshot::SnapshotError::NotFound { .. },
-                )) => {}
-                other => other?,
-            }
-        }
-        if made.bundle && !is_mount_point(&paths.rootfs) {
-            remove_tree(&paths.bundle)?;
-        }
-        if let Some(namespace) = paths.bundle.parent().and_then(Path::file_name) {
-            self.supervisor
-                .cgroups
-                .remove_levels(&namespace.to_string_lossy(), id);
-        }
-        Ok(())
-    }
-
     fn lookup(
         &self,
         namespace: &str,
@@ -621,10 +627,6 @@ impl ContainerService {
             .locks
             .lock(&record.namespace, &record.id)
             .await
-    }
-
-    fn forget_lock(&self, record: &ContainerRecord) {
-        self.supervisor.locks.forget(&record.namespace, &record.id);
     }
 
     /// Notes that Stop or Kill was asked for, so the exit that follows is not restarted.
@@ -835,21 +837,7 @@ impl ContainerService {
                 action: "delete without force",
             });
         }
-        let paths = self.paths(&namespace, &record.id, &record.name);
-        self.teardown(&record.id, &paths, &Made::everything())
-            .await?;
-        self.state.remove_container(&namespace, &record.id)?;
-        self.forget_lock(&record);
-        self.supervisor.forget(&namespace, &record.id);
-        self.events().publish(Event::container(
-            namespace.as_str(),
-            &record.id,
-            EventKind::ContainerDeleted {
-                name: record.name.to_string(),
-                image: record.image.clone(),
-            },
-        ));
-        Ok(())
+        self.supervisor.remove(&record).await
     }
 
     /// The container, up to date with its monitor.

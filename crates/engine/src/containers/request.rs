@@ -64,6 +64,10 @@ pub struct CreateRequest {
     /// What to do when the process ends by itself.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Delete the container once it has exited and its restart policy does not restart it
+    /// (docker's `--rm` for a detached container); also after an exit no daemon saw.
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// Whether the engine restarts a container whose process ended without stop or kill.
