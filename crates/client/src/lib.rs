@@ -8,6 +8,7 @@
 
 mod network_calls;
 mod tls;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 

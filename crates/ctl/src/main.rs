@@ -2,9 +2,9 @@
 //! with mutual TLS (`connect.rs`): namespaces, images, containers (`run`, `create`, `start`,
 //! `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`, with podman's flags; `run`
 //! and `create` attach to the default bridge network unless `--network` says otherwise),
-//! networks (`network create|ls|inspect|rm`, `network.rs`), `events`
-//! (a stream, one line per event) and `certs`, which writes a development CA and certificates
-//! for TCP (`certs.rs`). Human tables by default, `--json` for scripts; an error is one line,
+//! networks (`network create|ls|inspect|rm`, `network.rs`), `events` (a stream, one line per
+//! event), `monitor upgrade` (`monitor.rs`) and `certs`, which writes a development CA and
+//! certificates for TCP (`certs.rs`). Human tables by default, `--json` for scripts; an error is one line,
 //! `testudoctl: <message>`, and exit status 1; `run` without `-d` exits with the container's
 //! status.
 //!
@@ -15,6 +15,7 @@ mod certs;
 mod connect;
 mod containers;
 mod events;
+mod monitor;
 mod network;
 mod output;
 
@@ -61,6 +62,9 @@ enum Command {
     Network(network::NetworkCommand),
     #[command(flatten)]
     Container(containers::ContainerCommand),
+    /// Container monitors
+    #[command(subcommand)]
+    Monitor(monitor::MonitorCommand),
     /// Write a development CA, a server and a client certificate for TCP with mutual TLS
     Certs(CertsArgs),
 }
@@ -264,6 +268,9 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
         Command::Network(command) => network::run(&mut client, cli.json, command).await?,
         Command::Container(command) => {
             return containers::run(&mut client, ns, cli.json, command).await;
+        }
+        Command::Monitor(command) => {
+            return monitor::run(&mut client, ns, cli.json, command).await;
         }
         Command::Image(ImageCommand::Prune) => {
             let pruned = client.prune_images(ns).await?;
