@@ -9,6 +9,7 @@
 mod network_calls;
 mod process;
 mod tls;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 

@@ -3,8 +3,8 @@
 //! `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`, with podman's flags; `run`
 //! and `create` attach to the default bridge network unless `--network` says otherwise),
 //! networks (`network create|ls|inspect|rm`, `network.rs`), `events` (a stream, one line per
-//! event), `exec`, `attach` and `run -i`/`-t` with a local terminal (`exec.rs`, `terminal.rs`)
-//! and `certs`, which writes a development CA and certificates
+//! event), `exec`, `attach` and `run -i`/`-t` with a local terminal (`exec.rs`, `terminal.rs`),
+//! `monitor upgrade` (`monitor.rs`) and `certs`, which writes a development CA and certificates
 //! for TCP (`certs.rs`). Human tables by default, `--json` for scripts; an error is one line,
 //! `testudoctl: <message>`, and exit status 1; `run` without `-d` exits with the container's
 //! status.
@@ -17,6 +17,7 @@ mod connect;
 mod containers;
 mod events;
 mod exec;
+mod monitor;
 mod network;
 mod output;
 mod terminal;
@@ -68,6 +69,9 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Connect to a container's input and output; ctrl-p ctrl-q detaches from a terminal
     Attach(exec::AttachArgs),
+    /// Container monitors
+    #[command(subcommand)]
+    Monitor(monitor::MonitorCommand),
     /// Write a development CA, a server and a client certificate for TCP with mutual TLS
     Certs(CertsArgs),
 }
@@ -281,6 +285,9 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
         Command::Network(command) => network::run(&mut client, cli.json, command).await?,
         Command::Container(command) => {
             return containers::run(&mut client, ns, cli.json, command).await;
+        }
+        Command::Monitor(command) => {
+            return monitor::run(&mut client, ns, cli.json, command).await;
         }
         Command::Image(ImageCommand::Prune) => {
             let pruned = client.prune_images(ns).await?;

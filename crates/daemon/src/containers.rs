@@ -15,9 +15,9 @@ use testudo_api::containers::v1::{
     Container, ContainerState, ContainerStatus, CpuStats, CreateRequest, CreateResponse,
     DeleteRequest, DeleteResponse, ExecRequest, ExecResponse, InspectRequest, InspectResponse,
     KillRequest, KillResponse, ListRequest, ListResponse, LogsRequest, LogsResponse, MemoryStats,
-    NetworkAttachment, OutputStream, PidsStats, RunRequest, RunResponse, StartRequest,
-    StartResponse, StatsRequest, StatsResponse, StopRequest, StopResponse, WaitRequest,
-    WaitResponse,
+    MonitorUpgrade, NetworkAttachment, OutputStream, PidsStats, RunRequest, RunResponse,
+    StartRequest, StartResponse, StatsRequest, StatsResponse, StopRequest, StopResponse,
+    UpgradeMonitorsRequest, UpgradeMonitorsResponse, WaitRequest, WaitResponse,
 };
 use testudo_engine::containers::{self as engine, status, LogOptions, LogStream};
 use testudo_engine::state::{AttachmentRecord, ContainerRecord};
@@ -571,6 +571,46 @@ impl ContainersService for Containers {
                 limit: stats.pids_limit,
             }),
         }))
+    }
+
+    async fn upgrade_monitors(
+        &self,
+        request: Request<UpgradeMonitorsRequest>,
+    ) -> Result<Response<UpgradeMonitorsResponse>, Status> {
+        let UpgradeMonitorsRequest {
+            namespace,
+            containers,
+        } = request.into_inner();
+        for container in &containers {
+            container_ref(container).map_err(CallError::from)?;
+        }
+        let ns = namespace.clone();
+        let results = self
+            .offload(move |e| async move { e.containers.upgrade_monitors(&ns, &containers).await })
+            .await?;
+        let upgrades = results
+            .into_iter()
+            .map(|result| {
+                let (upgraded, monitor_pid, binary, error) = match result.outcome {
+                    Ok(monitor) => (true, monitor.pid, monitor.binary.display().to_string(), String::new()),
+                    Err(e) => (false, 0, String::new(), crate::chain(&e)),
+                };
+                if upgraded {
+                    tracing::info!(namespace, container_id = %result.id, monitor_pid, binary, "monitor upgraded");
+                } else {
+                    tracing::warn!(namespace, container_id = %result.id, error, "monitor not upgraded");
+                }
+                MonitorUpgrade {
+                    id: result.id,
+                    name: result.name,
+                    upgraded,
+                    monitor_pid,
+                    binary,
+                    error,
+                }
+            })
+            .collect();
+        Ok(Response::new(UpgradeMonitorsResponse { upgrades }))
     }
 }
 

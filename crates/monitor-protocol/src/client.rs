@@ -325,6 +325,20 @@ impl Client {
         }
     }
 
+    /// Upgrades the monitor in place to `binary`; returns the binary it runs now.
+    pub fn upgrade(&mut self, binary: &Path) -> Result<PathBuf, ClientError> {
+        let request = Request::Upgrade {
+            binary: binary.to_path_buf(),
+        };
+        match self.answer("upgrade", &request)? {
+            Response::Upgraded { pid, binary } => {
+                self.monitor_pid = pid;
+                Ok(binary)
+            }
+            other => Err(unexpected("upgrade", &other)),
+        }
+    }
+
     /// Asks the monitor to exit once it has no containers.
     pub fn shutdown(&mut self) -> Result<(), ClientError> {
         self.done("shutdown", &Request::Shutdown)

@@ -95,6 +95,12 @@ impl FrameDecoder {
         self.buffer.len() - self.consumed
     }
 
+    /// The bytes buffered and not yet handed out (a monitor hands them to its successor when it
+    /// is upgraded in place, which [`push`](Self::push)es them into a new decoder).
+    pub fn pending_bytes(&self) -> &[u8] {
+        &self.buffer[self.consumed..]
+    }
+
     fn release_if_empty(&mut self) {
         if self.pending() == 0 {
             self.buffer = Vec::new();

@@ -42,6 +42,11 @@
 //!   logs: a client that falls a pipe buffer behind is detached (its pipes are closed), and the pipes
 //!   reach end of file when the container's process has exited; a [`Request::Wait`] sent after the
 //!   attach then gives the exit.
+//! - [`Request::Upgrade`] re-executes the monitor as another binary in the same process. Every
+//!   connection survives it, with its unanswered requests and pending answers; the upgrade's own
+//!   answer ([`Response::Upgraded`], or an error when the binary cannot resume the monitor, in
+//!   which case nothing has changed) is sent on the requesting connection before the answers to
+//!   the requests that followed it.
 //! - The monitor keeps a [`ContainerRecord`] per container at [`record_path`] in its state directory,
 //!   replaced atomically (and durably) on every change of state, so a daemon that restarts learns how a
 //!   container ended even if the monitor has gone.

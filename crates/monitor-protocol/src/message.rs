@@ -88,6 +88,14 @@ pub enum Request {
         /// Signal number.
         signal: i32,
     },
+    /// Re-executes the monitor as `binary` (an absolute path of a `testudo` binary) with its
+    /// state handed over: same pid, same children, same descriptors, same connections. The
+    /// answer, [`Response::Upgraded`], comes from the new binary; a binary that cannot resume the
+    /// monitor is refused ([`ErrorKind::FailedPrecondition`]) and the monitor goes on unchanged.
+    Upgrade {
+        /// The binary to re-execute.
+        binary: PathBuf,
+    },
 }
 
 /// What [`Request::Exec`] runs, and how.
@@ -233,6 +241,13 @@ pub enum Response {
     Attached {
         /// What each handed-over descriptor is.
         fds: Vec<FdRole>,
+    },
+    /// The monitor runs `binary` now, with everything it held before [`Request::Upgrade`].
+    Upgraded {
+        /// The monitor's pid (unchanged).
+        pid: i32,
+        /// The binary it runs, as the kernel names it (`/proc/self/exe`).
+        binary: PathBuf,
     },
     /// The request failed.
     Error(ErrorReply),

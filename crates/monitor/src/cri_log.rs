@@ -27,7 +27,7 @@ pub(crate) const MAX_LINE: usize = 16 * 1024;
 const KEEP_CAPACITY: usize = 1024;
 
 /// Which output of the container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Stream {
     Stdout,
     Stderr,
@@ -58,6 +58,16 @@ pub(crate) struct LineSplitter {
 }
 
 impl LineSplitter {
+    /// A splitter that holds `held`, the start of a line (from an upgrade's handover).
+    pub(crate) fn holding(held: Vec<u8>) -> Self {
+        Self { held }
+    }
+
+    /// The start of a line that is held until it ends.
+    pub(crate) fn held(&self) -> &[u8] {
+        &self.held
+    }
+
     /// Emits the records that `data` completes.
     pub(crate) fn feed(&mut self, mut data: &[u8], emit: &mut impl FnMut(Tag, &[u8])) {
         while let Some(end) = data.iter().position(|&b| b == b'\n') {
@@ -158,6 +168,21 @@ impl CriLog {
             rotation,
         };
         Ok((log, !existed))
+    }
+
+    /// Its state for an upgrade's handover: path, file, size and rotation.
+    pub(crate) fn parts(&self) -> (&Path, &File, u64, LogRotation) {
+        (&self.path, &self.file, self.size, self.rotation)
+    }
+
+    /// The log whose state [`CriLog::parts`] gave.
+    pub(crate) fn from_parts(path: PathBuf, file: File, size: u64, rotation: LogRotation) -> Self {
+        Self {
+            path,
+            file,
+            size,
+            rotation,
+        }
     }
 
     /// Writes whole records, rotating first whenever the next record would take the file past its

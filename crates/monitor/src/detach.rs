@@ -38,7 +38,7 @@ pub(crate) fn fork_monitor(
             pid: pid.as_raw_nonzero().get(),
         }),
         Forked::Child => {
-            let code = match monitor_main(config, listener, &log) {
+            let code = match monitor_main(config, listener, log) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("testudo monitor: {e}");
@@ -51,14 +51,16 @@ pub(crate) fn fork_monitor(
     }
 }
 
-fn monitor_main(config: &MonitorConfig, listener: UnixListener, log: &File) -> io::Result<()> {
-    detach(log)?;
+fn monitor_main(config: &MonitorConfig, listener: UnixListener, log: File) -> io::Result<()> {
+    detach(&log)?;
+    // Its stderr is the log now: the monitor holds one descriptor of it, not two.
+    drop(log);
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     let supervisor = Supervisor::new(
         StateRoot::new(&config.runtime_root),
         config.state_dir.clone(),
     );
-    Server::new(listener, supervisor)?.serve()
+    Server::new(listener, config.socket.clone(), supervisor)?.serve()
 }
 
 /// A new session without a terminal, stdio on `/dev/null` and the monitor log, and `/` as working

@@ -7,8 +7,12 @@
 //! It also runs exec processes in its containers (it is their parent and reaps them), gives a
 //! container's main process a terminal, and lets clients attach to a running container.
 //!
-//! Non-goals (in this version): in-place upgrade; restart policies; deciding anything about
-//! containers beyond what it is asked to do; moving the bytes of exec processes.
+//! It can be upgraded in place: asked to, it re-executes another `testudo` binary in the same
+//! process and hands it everything it holds, so its containers keep their parent, their pipes and
+//! their logs ([`handover`] says what survives and how a binary that cannot resume is refused).
+//!
+//! Non-goals (in this version): restart policies; deciding anything about containers beyond what
+//! it is asked to do; moving the bytes of exec processes.
 //!
 //! Design decisions:
 //! - One thread, one `poll(2)` loop, no async runtime: the runtime library forks the container's init
@@ -34,10 +38,12 @@
 mod cri_log;
 mod detach;
 mod errors;
+mod handover;
 mod server;
 mod supervisor;
 
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -141,6 +147,44 @@ pub fn run_monitor(config: &MonitorConfig) -> Result<Detached, MonitorError> {
         })?;
     let listener = listen(&config.socket)?;
     detach::fork_monitor(&config, listener)
+}
+
+/// `testudo monitor --resume <fd>`: the first thing a binary does that an upgrading monitor
+/// re-executed. It takes over the handover in memfd `handover` and everything it names, answers the
+/// upgrade, and serves as the monitor did. It never returns: it exits when the monitor is done, or
+/// at once, with the reason in the monitor log, if it cannot resume.
+pub fn resume_monitor(handover: RawFd) -> ! {
+    let mut adopter = handover::Adopter::default();
+    let resumed = handover::read(handover, &mut adopter).and_then(|handover| {
+        // Kept across exec by the kernel; set again so that a resume never depends on it.
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+        server::Server::resume(handover, &mut adopter)
+    });
+    let code = match resumed {
+        Err(e) => {
+            eprintln!("testudo monitor: resume after an upgrade: {e}");
+            1
+        }
+        Ok(server) => {
+            let socket = server.socket().to_path_buf();
+            let code = match server.serve() {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("testudo monitor: {e}");
+                    1
+                }
+            };
+            let _ = std::fs::remove_file(socket);
+            code
+        }
+    };
+    std::process::exit(code)
+}
+
+/// `testudo monitor --check-resume`: reads an upgrading monitor's handover on stdin and says on
+/// stdout, as JSON, whether this binary can resume it; returns whether it can.
+pub fn check_resume() -> io::Result<bool> {
+    handover::check_resume(io::stdin().lock(), io::stdout().lock())
 }
 
 /// Binds the control socket (mode 0600), replacing a stale socket file nobody answers on.

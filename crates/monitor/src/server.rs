@@ -2,10 +2,13 @@
 //! containers' output pipes and their inits' pidfds. Requests are handled one at a time, to the end,
 //! so operations on the monitor's containers are serialised.
 
+mod upgrade;
+
 use std::io::{self, IoSlice, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
@@ -149,6 +152,8 @@ enum Outcome {
     ReplyWithFds(Response, Vec<OwnedFd>),
     /// Answer when this has exited.
     WaitFor(Awaited),
+    /// Re-execute the monitor as this binary.
+    Upgrade(PathBuf),
 }
 
 /// An exit a connection waits for.
@@ -171,6 +176,8 @@ enum Source {
 /// The monitor's state while it serves.
 pub(crate) struct Server {
     listener: UnixListener,
+    /// The listener's path, removed when the monitor exits.
+    socket: PathBuf,
     connections: Vec<Connection>,
     supervisor: Supervisor,
     shutting_down: bool,
@@ -189,10 +196,15 @@ const IDLE: rustix::time::Timespec = rustix::time::Timespec {
 };
 
 impl Server {
-    pub(crate) fn new(listener: UnixListener, supervisor: Supervisor) -> io::Result<Self> {
+    pub(crate) fn new(
+        listener: UnixListener,
+        socket: PathBuf,
+        supervisor: Supervisor,
+    ) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         Ok(Self {
             listener,
+            socket,
             connections: Vec::new(),
             supervisor,
             shutting_down: false,
@@ -201,8 +213,14 @@ impl Server {
         })
     }
 
-    /// Serves until a shutdown was asked for and no container is left.
+    /// Serves until a shutdown was asked for and no container is left. It first reaps and
+    /// handles the requests already received, which a monitor resumed after an upgrade may hold.
     pub(crate) fn serve(mut self) -> io::Result<()> {
+        self.resolve_exits();
+        for i in 0..self.connections.len() {
+            self.process(i);
+        }
+        self.connections.retain(|c| !c.closed);
         loop {
             if self.shutting_down && self.supervisor.is_empty() {
                 self.flush_all();
@@ -339,6 +357,11 @@ impl Server {
                 Outcome::Reply(response) => c.queue(&response),
                 Outcome::ReplyWithFds(response, fds) => c.queue_with_fds(&response, fds),
                 Outcome::WaitFor(awaited) => c.waiting_for = Some(awaited),
+                Outcome::Upgrade(binary) => {
+                    // Returns only if this binary goes on serving.
+                    let refusal = self.upgrade(i, &binary);
+                    self.connections[i].queue(&Response::Error(refusal));
+                }
             }
         }
     }
@@ -496,5 +519,6 @@ fn handle(
             *shutting_down = true;
             Outcome::Reply(Response::Done)
         }
+        Request::Upgrade { binary } => Outcome::Upgrade(binary),
     }
 }

@@ -3,6 +3,7 @@
 //! ended. Exec processes and attached clients are in [`exec`].
 
 mod exec;
+mod handover;
 
 use std::fs::File;
 use std::io::{self, Write};

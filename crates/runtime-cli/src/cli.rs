@@ -166,14 +166,22 @@ pub(crate) enum Command {
     /// listens on its socket.
     Monitor {
         /// The monitor's state directory.
-        #[arg(long)]
-        state_dir: PathBuf,
+        #[arg(long, required_unless_present_any = ["resume", "check_resume"])]
+        state_dir: Option<PathBuf>,
         /// The control socket to listen on.
-        #[arg(long)]
-        socket: PathBuf,
+        #[arg(long, required_unless_present_any = ["resume", "check_resume"])]
+        socket: Option<PathBuf>,
         /// The runtime state root of its containers [default: <state dir>/runtime].
         #[arg(long)]
         runtime_root: Option<PathBuf>,
+        /// Resume a monitor that upgraded itself to this binary, from the handover in this
+        /// descriptor (run by the monitor itself).
+        #[arg(long, value_name = "FD", conflicts_with_all = ["state_dir", "socket", "check_resume"])]
+        resume: Option<i32>,
+        /// Check that this binary can resume the handover on stdin, and say so on stdout (run by
+        /// an upgrading monitor before it re-executes this binary).
+        #[arg(long, conflicts_with_all = ["state_dir", "socket"])]
+        check_resume: bool,
     },
 }
 

@@ -92,9 +92,20 @@ pub(crate) fn dispatch(cli: &Cli, log: &mut Log) -> Outcome {
             Ok(ExitCode::SUCCESS)
         }
         Command::Monitor {
-            state_dir,
-            socket,
+            resume: Some(fd), ..
+        } => testudo_monitor::resume_monitor(*fd),
+        Command::Monitor {
+            check_resume: true, ..
+        } => match testudo_monitor::check_resume() {
+            Ok(true) => Ok(ExitCode::SUCCESS),
+            Ok(false) => Ok(ExitCode::FAILURE),
+            Err(e) => Err(format!("check the handover: {e}")),
+        },
+        Command::Monitor {
+            state_dir: Some(state_dir),
+            socket: Some(socket),
             runtime_root,
+            ..
         } => {
             let mut config = testudo_monitor::MonitorConfig::new(state_dir.clone(), socket.clone());
             if let Some(root) = runtime_root {
@@ -103,6 +114,7 @@ pub(crate) fn dispatch(cli: &Cli, log: &mut Log) -> Outcome {
             testudo_monitor::run_monitor(&config).map_err(|e| chain(&e))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Monitor { .. } => Err("monitor needs --state-dir and --socket".into()),
     }
 }
 

@@ -315,13 +315,28 @@ pub(crate) fn spawn_daemon(dir: &Path, insecure: &[String]) -> Child {
 
 /// [`spawn_daemon`] with further flags.
 pub(crate) fn spawn_daemon_with(dir: &Path, insecure: &[String], extra: &[&OsStr]) -> Child {
+    spawn_daemon_using(
+        dir,
+        &testudo_test_support::testudo_binary(),
+        insecure,
+        extra,
+    )
+}
+
+/// [`spawn_daemon_with`] with `testudo` as its `--testudo-binary`.
+pub(crate) fn spawn_daemon_using(
+    dir: &Path,
+    testudo: &Path,
+    insecure: &[String],
+    extra: &[&OsStr],
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_testudod"));
     cmd.arg("--root")
         .arg(dir.join("root"))
         .arg("--socket")
         .arg(dir.join("run/testudod.sock"))
         .arg("--testudo-binary")
-        .arg(testudo_test_support::testudo_binary())
+        .arg(testudo)
         .arg("--log-root")
         .arg(dir.join("logs"))
         .args(["--cgroup-parent", CGROUP_PARENT])
@@ -433,6 +448,12 @@ impl Daemon {
     /// [`Daemon::terminate`], and waits until it answers.
     pub(crate) fn restart(&mut self) {
         self.child = spawn_daemon(self.dir.path(), &[]);
+        self.wait_ready();
+    }
+
+    /// [`Daemon::restart`] with `testudo` as its `--testudo-binary`.
+    pub(crate) fn restart_using(&mut self, testudo: &Path) {
+        self.child = spawn_daemon_using(self.dir.path(), testudo, &[], &[]);
         self.wait_ready();
     }
 }

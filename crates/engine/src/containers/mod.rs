@@ -34,6 +34,9 @@
 //! (`bundles/<ns>/<id>/network/{hosts,resolv.conf,hostname}`) are written for every mode and
 //! bind-mounted over the image's, and the hostname is the container's name. The attachment
 //! stays while the container restarts and is removed with the container.
+//!
+//! Monitors are upgraded in place (`upgrade`) to the service's `testudo` binary, with their
+//! containers running on.
 
 mod cgroups;
 mod error;
@@ -43,6 +46,7 @@ mod logs;
 mod request;
 mod stats;
 mod supervise;
+mod upgrade;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -71,6 +75,7 @@ pub use request::{
 };
 pub use stats::ContainerStats;
 pub use supervise::UNKNOWN_EXIT_CODE;
+pub use upgrade::{MonitorUpgrade, UpgradedMonitor};
 
 use crate::events::{Event, EventBus, EventKind};
 use crate::images::ImageService;

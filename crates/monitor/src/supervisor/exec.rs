@@ -21,6 +21,7 @@ use testudo_runtime::ExecOptions;
 use super::{chain, pipe, refuse, with_stdio, Reply, Supervisor, Tap};
 use crate::cri_log::Stream;
 use crate::errors::exec_error_kind;
+use crate::handover::{Adopter, Capture, ExecState};
 
 /// An exec process of a container.
 #[derive(Debug)]
@@ -40,6 +41,26 @@ impl ExecChild {
     /// Whether this is the still running process `pid`.
     pub(super) fn is(&self, pid: i32) -> bool {
         self.pid == pid && self.exit.is_none()
+    }
+
+    /// Its part of an upgrade's handover.
+    pub(super) fn capture<'a>(&'a self, capture: &mut Capture<'a>) -> ExecState {
+        ExecState {
+            exec_id: self.exec_id.clone(),
+            pid: self.pid,
+            pidfd: self.pidfd.as_ref().map(|fd| capture.fd(fd)),
+            exit: self.exit,
+        }
+    }
+
+    /// Takes it over from an upgrade's handover.
+    pub(super) fn resume(state: ExecState, adopter: &mut Adopter) -> io::Result<Self> {
+        Ok(Self {
+            exec_id: state.exec_id,
+            pid: state.pid,
+            pidfd: state.pidfd.map(|fd| adopter.take(fd)).transpose()?,
+            exit: state.exit,
+        })
     }
 
     pub(super) fn exited(&mut self, termination: Termination) {
