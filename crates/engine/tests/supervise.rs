@@ -701,3 +701,28 @@ fn auto_remove_applies_to_an_exit_that_no_service_saw() {
     });
     assert_nothing_left(&f, &record);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_with_a_terminal_keeps_it_when_its_policy_restarts_it() {
+    if !require_root() {
+        return;
+    }
+    let f = Fixture::new("sup-tty").await;
+    let request = CreateRequest {
+        tty: true,
+        ..f.request("tty; exit 3", RestartPolicy::OnFailure { max_retries: 1 })
+    };
+    let record = f.containers().create(&f.ns, request).await.unwrap();
+    f.containers().start(&f.ns, &record.id).await.unwrap();
+    let done = f
+        .stored_until(&record.id, "restarted once and stopped", |r| {
+            r.restart_count == 1 && r.status == status::STOPPED
+        })
+        .await;
+    let lines = f.log_lines(&done);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert!(line.trim_end().starts_with("/dev/pts/"), "{lines:?}");
+    }
+    f.delete_all().await;
+}

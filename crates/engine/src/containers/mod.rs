@@ -256,6 +256,19 @@ async fn teardown(
     Ok(())
 }
 
+/// What the monitor is asked to create for container `id`, on its first run and on every
+/// restart alike.
+fn create_message(id: &str, paths: &Paths, request: &CreateRequest) -> CreateContainer {
+    CreateContainer {
+        id: id.to_owned(),
+        bundle: paths.bundle.clone(),
+        log_path: paths.log.clone(),
+        log_rotation: LogRotation::default(),
+        tty: request.tty,
+        stdin: request.stdin,
+    }
+}
+
 /// A new container id: 64 hex digits, hashed from the time, the pid and a counter with
 /// randomly keyed SipHash, so ids do not repeat across restarts or processes.
 fn new_id() -> String {
@@ -577,14 +590,7 @@ impl ContainerService {
         self.start_monitor(&id, paths).await?;
         made.monitor = true;
 
-        let create = CreateContainer {
-            id: id.clone(),
-            bundle: paths.bundle.clone(),
-            log_path: paths.log.clone(),
-            log_rotation: LogRotation::default(),
-            tty: request.tty,
-            stdin: request.stdin,
-        };
+        let create = create_message(&id, &paths, &request);
         let (pid, _warnings) = self
             .monitor_call(&id, &paths.socket, move |client| client.create(create))
             .await?;

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use testudo_monitor_protocol::{
-    decode, encode, read_record, ClientError, CreateContainer, ErrorKind as MonitorErrorKind,
-    ExitStatus, FrameDecoder, LogRotation, Request, Response, PROTOCOL_VERSION,
+    decode, encode, read_record, ClientError, ErrorKind as MonitorErrorKind, ExitStatus,
+    FrameDecoder, Request, Response, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -31,8 +31,8 @@ use tokio::task::AbortHandle;
 
 use super::cgroups::CgroupDirs;
 use super::{
-    call_monitor, monitor_paths, paths_of, rfc3339, status, sync_record, teardown, ContainerError,
-    ContainerServiceConfig, CreateRequest, Made, RestartPolicy,
+    call_monitor, create_message, monitor_paths, paths_of, rfc3339, status, sync_record, teardown,
+    ContainerError, ContainerServiceConfig, CreateRequest, Made, RestartPolicy,
 };
 use crate::events::{Event, EventBus, EventKind};
 use crate::images::ImageService;
@@ -458,14 +458,7 @@ impl Supervisor {
         }
         let paths = paths_of(&self.config, namespace, id, &record.name);
         let request = request_of(&record);
-        let create = CreateContainer {
-            id: id.to_owned(),
-            bundle: paths.bundle.clone(),
-            log_path: paths.log.clone(),
-            log_rotation: LogRotation::default(),
-            tty: false,
-            stdin: request.stdin,
-        };
+        let create = create_message(id, &paths, &request);
         let container = id.to_owned();
         let restarted = call_monitor(id, &paths.socket, move |client| {
             match client.delete(&container, false) {
