@@ -100,5 +100,6 @@ pub use nft::{DnatHook, NatRule, Nft, NftError, DEFAULT_TABLE};
 pub use plan::{
     container_tag, network_tag, plan_attach, plan_detach, plan_network, AttachPlan,
     AttachPlanError, AttachRequest, BridgeNetwork, DetachPlan, NetworkPlan, Sysctl,
+    CONTAINER_LINK_MTU, DEFAULT_ROUTE_MTU,
 };
 pub use port::{check_ports, PortConflict, PortMapping, PortMappingError, Protocol};
