@@ -113,8 +113,9 @@ pub fn plan_network(network: &BridgeNetwork) -> NetworkPlan {
 /// 65536). Traffic between the host and a container, between containers on one bridge and
 /// to a published port never leaves the machine, and at this MTU a TCP segment carries up to
 /// 64 KiB as on loopback, so a published port's stream runs at about the speed of the host's
-/// own loopback (0.67x of it at 1500, 0.9x and more here; see the README's network figures).
-/// The bridge needs no MTU of its own: the kernel gives it the smallest of its ports'.
+/// own loopback (0.67x of it at 1500; see the README's network figures). The bridge needs no
+/// MTU of its own: the kernel gives it the smallest of its ports', so a bridge that still has
+/// ports at 1500 stays at 1500 until they are gone.
 pub const CONTAINER_LINK_MTU: u32 = 65535;
 
 /// The MTU of a container's default routes: traffic to anywhere but its own subnet leaves
