@@ -2,8 +2,9 @@
 # The main job end to end, as root: builds testudo (scripts/build.sh), testudod and testudoctl,
 # starts testudod on a temporary root and socket, builds a busybox image as an OCI layout tar from
 # busybox-static (tar, sha256sum and python3; no network), imports it, and runs a container that
-# prints from inside with `testudoctl run --rm`. The daemon and everything it made are removed on
-# exit, however the script ends.
+# prints from inside with `testudoctl run --rm`, attached to the daemon's default bridge network
+# (a bridge of the demo's own). The daemon and everything it made (its bridge and NAT rules
+# included) are removed on exit, however the script ends.
 #
 # Usage: bash scripts/demo.sh
 set -euo pipefail
@@ -32,7 +33,25 @@ TESTUDOCTL="$TARGET_DIR/debug/testudoctl"
 WORK="$(mktemp -d /tmp/testudo-demo.XXXXXX)"
 SOCKET="$WORK/run/testudod.sock"
 CGROUP_PARENT="/testudo-demo-$$"
+BRIDGE="tdemo$$"
+# The daemon turns IP forwarding on with its first bridge network; the demo puts it back.
+IP_FORWARD="$(cat /proc/sys/net/ipv4/ip_forward)"
 DAEMON_PID=""
+
+# Deletes the demo's bridge and the NAT rules tagged with it in testudo's nftables table (the
+# daemon keeps a network's bridge set up for later containers, as podman does).
+remove_bridge() {
+    ip link del "$BRIDGE" 2>/dev/null || true
+    nft -j list table inet testudo 2>/dev/null | python3 -c '
+import json, subprocess, sys
+tag = "network:" + sys.argv[1]
+for item in json.load(sys.stdin)["nftables"]:
+    rule = item.get("rule")
+    if rule and rule.get("comment") == tag:
+        subprocess.run(["nft", "delete", "rule", "inet", "testudo", rule["chain"],
+                        "handle", str(rule["handle"])], check=False)
+' "$BRIDGE" || true
+}
 
 cleanup() {
     if [[ -n "$DAEMON_PID" ]]; then
@@ -40,6 +59,8 @@ cleanup() {
         "$TESTUDOCTL" --socket "$SOCKET" rm -f demo >/dev/null 2>&1 || true
         kill -TERM "$DAEMON_PID" 2>/dev/null || true
         wait "$DAEMON_PID" 2>/dev/null || true
+        remove_bridge
+        echo "$IP_FORWARD" >/proc/sys/net/ipv4/ip_forward
     fi
     for hierarchy in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
         find "$hierarchy${CGROUP_PARENT#/}" -depth -type d -exec rmdir {} + 2>/dev/null || true
@@ -50,7 +71,8 @@ trap cleanup EXIT
 
 echo "==> testudod --root $WORK/root --socket $SOCKET"
 "$TESTUDOD" --root "$WORK/root" --socket "$SOCKET" --testudo-binary "$TESTUDO" \
-    --log-root "$WORK/logs" --cgroup-parent "$CGROUP_PARENT" 2>"$WORK/testudod.log" &
+    --log-root "$WORK/logs" --cgroup-parent "$CGROUP_PARENT" --default-bridge "$BRIDGE" \
+    2>"$WORK/testudod.log" &
 DAEMON_PID=$!
 ctl() { "$TESTUDOCTL" --socket "$SOCKET" "$@"; }
 for _ in $(seq 200); do
@@ -114,7 +136,7 @@ ctl image import "$WORK/busybox.tar" --name demo.local/busybox
 echo "==> testudoctl run --rm --name demo demo.local/busybox:v1 sh -c ..."
 status=0
 ctl run --rm --name demo -e GREETING="hello from testudo" demo.local/busybox:v1 \
-    sh -c 'echo "$GREETING"; echo "hostname: $(hostname)"; echo "id: $(id)"; cat /etc/motd' \
+    sh -c 'echo "$GREETING"; echo "hostname: $(hostname)"; echo "address: $(hostname -i)"; echo "id: $(id)"; cat /etc/motd' \
     || status=$?
 echo "==> the container exited with status $status"
 exit "$status"

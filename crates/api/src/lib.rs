@@ -57,6 +57,15 @@ pub mod images {
     }
 }
 
+/// Networks: bridge networks containers attach to: `testudo.networks.v1`.
+pub mod networks {
+    /// Version 1.
+    #[allow(clippy::all)]
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/testudo.networks.v1.rs"));
+    }
+}
+
 /// Events: a stream of what changes: `testudo.events.v1`.
 pub mod events {
     /// Version 1.
@@ -114,7 +123,7 @@ mod tests {
     }
 
     #[test]
-    fn the_descriptor_set_holds_exactly_the_four_api_packages() {
+    fn the_descriptor_set_holds_exactly_the_five_api_packages() {
         // A new package needs a module in this crate: this test is the reminder.
         let packages: BTreeSet<String> = descriptors()
             .file
@@ -127,6 +136,7 @@ mod tests {
             "testudo.events.v1",
             "testudo.images.v1",
             "testudo.namespaces.v1",
+            "testudo.networks.v1",
         ];
         assert_eq!(packages, expected.map(str::to_owned).into());
     }
@@ -149,6 +159,7 @@ mod tests {
             "testudo.events.v1.EventsService",
             "testudo.images.v1.ImagesService",
             "testudo.namespaces.v1.NamespacesService",
+            "testudo.networks.v1.NetworksService",
         ];
         assert_eq!(services, expected.map(str::to_owned).into());
     }

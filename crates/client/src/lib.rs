@@ -4,8 +4,9 @@
 //!
 //! Non-goals: presentation (tables, JSON: `testudoctl` does that), retries, and certificate
 //! management. The messages are `testudo-api`'s, re-exported as [`namespaces`], [`images`],
-//! [`containers`] and [`events`], so callers need no other crate for them.
+//! [`containers`], [`networks`] and [`events`], so callers need no other crate for them.
 
+mod network_calls;
 mod tls;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use testudo_api::images::v1::{
 };
 use testudo_api::namespaces::v1::namespaces_service_client::NamespacesServiceClient;
 use testudo_api::namespaces::v1::{CreateRequest, DeleteRequest, ListRequest, Namespace};
+use testudo_api::networks::v1::networks_service_client::NetworksServiceClient;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -38,6 +40,7 @@ pub use testudo_api::containers::v1 as containers;
 pub use testudo_api::events::v1 as events;
 pub use testudo_api::images::v1 as images;
 pub use testudo_api::namespaces::v1 as namespaces;
+pub use testudo_api::networks::v1 as networks;
 pub use tls::{TlsError, TlsFiles};
 pub use tonic::Code;
 
@@ -152,6 +155,7 @@ pub struct Client {
     namespaces: NamespacesServiceClient<Channel>,
     images: ImagesServiceClient<Channel>,
     containers: ContainersServiceClient<Channel>,
+    networks: NetworksServiceClient<Channel>,
     events: EventsServiceClient<Channel>,
 }
 
@@ -260,6 +264,7 @@ impl Client {
             namespaces: NamespacesServiceClient::new(channel.clone()),
             images: ImagesServiceClient::new(channel.clone()),
             containers: ContainersServiceClient::new(channel.clone()),
+            networks: NetworksServiceClient::new(channel.clone()),
             events: EventsServiceClient::new(channel),
         }
     }

@@ -8,9 +8,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use testudo_client::containers::{
-    network, restart_policy, Command as Args_, Container, ContainerConfig, ContainerState,
-    HostNetwork, JoinNetwork, LogsRequest, Mount, Network, NoNetwork, OutputStream, Resources,
-    RestartPolicy, StatsResponse,
+    restart_policy, Command as Args_, Container, ContainerConfig, ContainerState, LogsRequest,
+    Mount, OutputStream, Resources, RestartPolicy, StatsResponse,
 };
 use testudo_client::Client;
 
@@ -41,9 +40,13 @@ pub(crate) struct ConfigArgs {
     /// A mount, type=TYPE,source=SRC,target=DST[,OPTION...]; repeatable
     #[arg(long = "mount", value_name = "type=..,source=..,target=..")]
     mounts: Vec<String>,
-    /// The network: none, host or ns:PATH
-    #[arg(long, default_value = "none")]
+    /// The network: bridge (the default network), a network's name, none, host, cni:CONFLIST
+    /// or ns:PATH
+    #[arg(long, default_value = "bridge")]
     network: String,
+    /// Publish a port, [hostIP:]hostPort:containerPort[/tcp|udp]; repeatable
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    publish: Vec<String>,
     /// CPU limit in CPUs (0.5 is half a core)
     #[arg(long)]
     cpus: Option<String>,
@@ -169,7 +172,7 @@ pub(crate) enum ContainerCommand {
 }
 
 /// A flag that does not parse: `what` says which, `value` what was given.
-fn bad_flag(flag: &'static str, value: &str, expected: &'static str) -> CtlError {
+pub(crate) fn bad_flag(flag: &'static str, value: &str, expected: &'static str) -> CtlError {
     CtlError::Flag {
         flag,
         value: value.to_owned(),
@@ -231,20 +234,6 @@ fn mount(value: &str) -> Result<Mount, CtlError> {
         mount.r#type = "bind".to_owned();
     }
     Ok(mount)
-}
-
-fn network_mode(value: &str) -> Result<Network, CtlError> {
-    let mode = match value {
-        "none" => network::Mode::None(NoNetwork {}),
-        "host" => network::Mode::Host(HostNetwork {}),
-        other => match other.strip_prefix("ns:") {
-            Some(path) if !path.is_empty() => network::Mode::Join(JoinNetwork {
-                path: path.to_owned(),
-            }),
-            _ => return Err(bad_flag("--network", value, "none, host or ns:PATH")),
-        },
-    };
-    Ok(Network { mode: Some(mode) })
 }
 
 /// CPUs as a decimal (`0.5`, `2`, at most three decimals) in millicores.
@@ -349,12 +338,13 @@ impl ConfigArgs {
             working_dir: self.workdir.unwrap_or_default(),
             user: self.user.unwrap_or_default(),
             mounts,
-            network: Some(network_mode(&self.network)?),
+            network: Some(crate::network::network_mode(&self.network, &self.publish)?),
             resources: Some(resources),
             restart_policy: Some(restart(&self.restart)?),
             init: self.init,
             tty: self.tty,
             stdin: self.interactive,
+            auto_remove: false,
         })
     }
 }
@@ -371,7 +361,7 @@ fn state_name(state: i32) -> &'static str {
 
 pub(crate) fn container_json(c: &Container) -> Value {
     let config = c.config.clone().unwrap_or_default();
-    let status = c.status.unwrap_or_default();
+    let status = c.status.clone().unwrap_or_default();
     let args = |a: &Option<Args_>| a.as_ref().map(|a| a.args.clone());
     json!({
         "id": c.id,
@@ -389,11 +379,7 @@ pub(crate) fn container_json(c: &Container) -> Value {
             "mounts": config.mounts.iter().map(|m| json!({
                 "source": m.source, "target": m.target, "type": m.r#type, "options": m.options,
             })).collect::<Vec<_>>(),
-            "network": match config.network.and_then(|n| n.mode) {
-                Some(network::Mode::Host(_)) => json!("host"),
-                Some(network::Mode::Join(j)) => json!(format!("ns:{}", j.path)),
-                Some(network::Mode::None(_)) | None => json!("none"),
-            },
+            "network": crate::network::mode_json(config.network.as_ref()),
             "resources": config.resources.map(|r| json!({
                 "cpu_millicores": r.cpu_millicores, "memory_bytes": r.memory_bytes, "pids": r.pids,
             })),
@@ -409,6 +395,7 @@ pub(crate) fn container_json(c: &Container) -> Value {
             "started_at": time(status.started_at),
             "finished_at": time(status.finished_at),
             "restart_count": status.restart_count,
+            "network": crate::network::attachment_json(status.network.as_ref()),
         },
     })
 }
@@ -418,7 +405,7 @@ fn container_rows(containers: &[Container]) -> Vec<Vec<String>> {
         .iter()
         .map(|c| {
             let config = c.config.clone().unwrap_or_default();
-            let status = c.status.unwrap_or_default();
+            let status = c.status.clone().unwrap_or_default();
             vec![
                 c.id.chars().take(12).collect(),
                 config.name,
@@ -532,14 +519,15 @@ pub(crate) async fn run(
     match command {
         C::Run {
             detach: true,
-            rm: true,
-            ..
-        } => return Err(CtlError::DetachedRm),
-        C::Run {
-            detach: true,
+            rm,
             config,
-            ..
-        } => println!("{}", client.run_container(ns, config.config()?).await?),
+        } => {
+            let config = ContainerConfig {
+                auto_remove: rm,
+                ..config.config()?
+            };
+            println!("{}", client.run_container(ns, config).await?)
+        }
         C::Run { rm, config, .. } => {
             let (id, outcome) = run_foreground(client, ns, config.config()?).await?;
             if rm {
@@ -670,7 +658,7 @@ mod tests {
     }
 
     #[test]
-    fn volumes_mounts_networks_and_restart_policies_parse() {
+    fn volumes_mounts_and_restart_policies_parse() {
         let v = volume("/srv:/data:ro").unwrap();
         assert_eq!((v.source.as_str(), v.target.as_str()), ("/srv", "/data"));
         assert_eq!(v.options, ["ro"]);
@@ -679,11 +667,6 @@ mod tests {
         assert_eq!(m.r#type, "tmpfs");
         assert_eq!(m.options, ["size=1m"]);
         assert!(mount("type=bind,source=/x").is_err());
-        assert!(matches!(
-            network_mode("ns:/run/netns/x").unwrap().mode,
-            Some(network::Mode::Join(j)) if j.path == "/run/netns/x"
-        ));
-        assert!(network_mode("bridge").is_err());
         assert_eq!(
             restart("on-failure:3").unwrap().policy,
             Some(restart_policy::Policy::OnFailure(

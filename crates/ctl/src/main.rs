@@ -1,6 +1,8 @@
 //! `testudoctl`, the command-line client of `testudod`, over the unix socket or `-H host:port`
 //! with mutual TLS (`connect.rs`): namespaces, images, containers (`run`, `create`, `start`,
-//! `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`, with podman's flags), `events`
+//! `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`, with podman's flags; `run`
+//! and `create` attach to the default bridge network unless `--network` says otherwise),
+//! networks (`network create|ls|inspect|rm`, `network.rs`), `events`
 //! (a stream, one line per event) and `certs`, which writes a development CA and certificates
 //! for TCP (`certs.rs`). Human tables by default, `--json` for scripts; an error is one line,
 //! `testudoctl: <message>`, and exit status 1; `run` without `-d` exits with the container's
@@ -13,6 +15,7 @@ mod certs;
 mod connect;
 mod containers;
 mod events;
+mod network;
 mod output;
 
 use std::path::PathBuf;
@@ -53,6 +56,9 @@ enum Command {
     Image(ImageCommand),
     /// Follow the daemon's events (every namespace unless --only-namespace)
     Events(events::EventsArgs),
+    /// Bridge networks of the node (shared by every namespace)
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     #[command(flatten)]
     Container(containers::ContainerCommand),
     /// Write a development CA, a server and a client certificate for TCP with mutual TLS
@@ -145,8 +151,8 @@ pub(crate) enum CtlError {
         value: String,
         expected: &'static str,
     },
-    #[error("--rm needs the foreground: it cannot be used with -d yet")]
-    DetachedRm,
+    #[error("--publish needs a bridge or CNI network, not --network {network}")]
+    PublishWithout { network: String },
 }
 
 pub(crate) fn print_json(value: &serde_json::Value) {
@@ -255,6 +261,7 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
             export(&mut client, ns, &reference, &file).await?;
         }
         Command::Events(args) => events::follow(&mut client, ns, args, cli.json).await?,
+        Command::Network(command) => network::run(&mut client, cli.json, command).await?,
         Command::Container(command) => {
             return containers::run(&mut client, ns, cli.json, command).await;
         }

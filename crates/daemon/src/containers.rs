@@ -15,18 +15,19 @@ use testudo_api::containers::v1::{
     Container, ContainerState, ContainerStatus, CpuStats, CreateRequest, CreateResponse,
     DeleteRequest, DeleteResponse, ExecRequest, ExecResponse, InspectRequest, InspectResponse,
     KillRequest, KillResponse, ListRequest, ListResponse, LogsRequest, LogsResponse, MemoryStats,
-    OutputStream, PidsStats, RunRequest, RunResponse, StartRequest, StartResponse, StatsRequest,
-    StatsResponse, StopRequest, StopResponse, WaitRequest, WaitResponse,
+    NetworkAttachment, OutputStream, PidsStats, RunRequest, RunResponse, StartRequest,
+    StartResponse, StatsRequest, StatsResponse, StopRequest, StopResponse, WaitRequest,
+    WaitResponse,
 };
 use testudo_engine::containers::{self as engine, status, LogOptions, LogStream};
-use testudo_engine::state::ContainerRecord;
+use testudo_engine::state::{AttachmentRecord, ContainerRecord};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::namespaces::timestamp;
 use crate::request::{
-    container_config, container_ref, create_request, exec_request, signal, RequestError,
+    api_ports, container_config, container_ref, create_request, exec_request, signal, RequestError,
 };
 use crate::status::{blocking, CallError};
 use crate::stdio::{self, Call, ClientMessage, ServerMessage};
@@ -124,7 +125,29 @@ fn container_config_of(record: &ContainerRecord) -> Result<engine::CreateRequest
     })
 }
 
-fn container(record: ContainerRecord) -> Result<Container, CallError> {
+/// The API's form of a container's network attachment.
+fn network_attachment(attachment: AttachmentRecord) -> NetworkAttachment {
+    NetworkAttachment {
+        network: attachment.network,
+        netns_path: attachment.netns.to_string_lossy().into_owned(),
+        addresses: attachment
+            .addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        gateways: attachment
+            .gateways
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        ports: api_ports(&attachment.ports),
+    }
+}
+
+fn container(
+    record: ContainerRecord,
+    attachment: Option<AttachmentRecord>,
+) -> Result<Container, CallError> {
     let request = container_config_of(&record)?;
     let state = state(&record.status);
     let running = state == ContainerState::Running;
@@ -137,11 +160,12 @@ fn container(record: ContainerRecord) -> Result<Container, CallError> {
             started_at: record.started.as_deref().and_then(timestamp),
             finished_at: record.finished.as_deref().and_then(timestamp),
             restart_count: record.restart_count,
+            network: attachment.map(network_attachment),
         }),
         config: Some(container_config(record.name.as_str(), request)),
         id: record.id,
         namespace: record.namespace.to_string(),
-        image_digest: String::new(),
+        image_digest: record.image_digest,
     })
 }
 
@@ -297,8 +321,12 @@ impl ContainersService for Containers {
         } = request.into_inner();
         let name = container_ref(&name).map_err(CallError::from)?;
         let record = self.inspect_record(&namespace, name).await?;
+        let engine = self.engine.clone();
+        let id = record.id.clone();
+        let attachment =
+            blocking(move || Ok(engine.containers.networks().attachment(&id)?)).await?;
         Ok(Response::new(InspectResponse {
-            container: Some(container(record)?),
+            container: Some(container(record, attachment)?),
         }))
     }
 
@@ -326,6 +354,10 @@ impl ContainersService for Containers {
         } else {
             vec![namespace]
         };
+        let engine = self.engine.clone();
+        let mut attachments = blocking(move || Ok(engine.state.network_state()?))
+            .await?
+            .attachments;
         let mut containers = Vec::new();
         for namespace in namespaces {
             let ns = namespace.clone();
@@ -342,7 +374,8 @@ impl ContainersService for Containers {
                 let matches_tags = tags.iter().all(|(k, v)| record.labels.get(k) == Some(v));
                 let matches_state = states.is_empty() || states.contains(&state(&record.status));
                 if matches_tags && matches_state {
-                    containers.push(container(record)?);
+                    let attachment = attachments.remove(&record.id);
+                    containers.push(container(record, attachment)?);
                 }
             }
         }

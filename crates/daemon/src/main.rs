@@ -1,7 +1,7 @@
 //! `testudod`, the node daemon: serves the gRPC API (`proto/testudo/`, `docs/api.md`) on a unix
 //! socket, and with `--listen-tcp` also on TCP with mutual TLS (`tcp.rs`), and maps each call
-//! onto the engine: namespaces, images, containers (with Exec and Attach streams, `stdio.rs`)
-//! and events (`events.rs`: the engine's event bus, namespace events published by
+//! onto the engine: namespaces, images, containers (with Exec and Attach streams, `stdio.rs`),
+//! networks (`networks.rs`; the default network and CNI directories come from flags) and events (`events.rs`: the engine's event bus, namespace events published by
 //! `namespaces.rs`).
 //!
 //! Non-goals: any logic of its own beyond validating requests, mapping errors to statuses and
@@ -21,6 +21,7 @@ mod containers;
 mod events;
 mod images;
 mod namespaces;
+mod networks;
 mod request;
 mod socket;
 mod status;
@@ -36,12 +37,14 @@ use testudo_api::containers::v1::containers_service_server::ContainersServiceSer
 use testudo_api::events::v1::events_service_server::EventsServiceServer;
 use testudo_api::images::v1::images_service_server::ImagesServiceServer;
 use testudo_api::namespaces::v1::namespaces_service_server::NamespacesServiceServer;
+use testudo_api::networks::v1::networks_service_server::NetworksServiceServer;
 use testudo_engine::containers::{ContainerError, ContainerService, ContainerServiceConfig};
 use testudo_engine::error::chain;
 use testudo_engine::images::{
     ImageError, ImageService, ImageServiceConfig, Platform, RegistryOptions, SnapshotterChoice,
 };
-use testudo_engine::state::{Name, StateDb, StateError};
+use testudo_engine::networks::{self as engine_networks, NetworkError, NetworkServiceConfig};
+use testudo_engine::state::{Name, NetworkRecord, StateDb, StateError};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_stream::wrappers::UnixListenerStream;
 
@@ -79,6 +82,45 @@ struct Config {
     /// The cgroup under which containers' cgroups go, as <namespace>/<id>
     #[arg(long, default_value = ContainerServiceConfig::DEFAULT_CGROUP_PARENT)]
     cgroup_parent: PathBuf,
+    #[command(flatten)]
+    network: NetworkFlags,
+}
+
+/// The networks' settings.
+#[derive(Debug, Clone, clap::Args)]
+struct NetworkFlags {
+    /// The name of the default network (bridge mode without a network name)
+    #[arg(long, default_value = engine_networks::DEFAULT_NETWORK, value_name = "NAME")]
+    default_network: String,
+    /// The default network's bridge interface
+    #[arg(long, default_value = engine_networks::DEFAULT_BRIDGE, value_name = "IFNAME")]
+    default_bridge: String,
+    /// The default network's subnet; repeat it for an IPv6 subnet
+    #[arg(long = "default-subnet", default_value = engine_networks::DEFAULT_SUBNET, value_name = "CIDR")]
+    default_subnets: Vec<String>,
+    /// Where CNI network configuration lists are looked up
+    #[arg(long, default_value = engine_networks::DEFAULT_CNI_CONFIG_DIR, value_name = "DIR")]
+    cni_config_dir: PathBuf,
+    /// Where CNI plugins are looked up, in order; repeatable
+    #[arg(long = "cni-plugin-dir", default_values = engine_networks::DEFAULT_CNI_PLUGIN_DIRS, value_name = "DIR")]
+    cni_plugin_dirs: Vec<PathBuf>,
+}
+
+impl NetworkFlags {
+    /// The network service's configuration, with the CNI cache under `root`.
+    fn config(&self, root: &std::path::Path) -> Result<NetworkServiceConfig, DaemonError> {
+        let mut config = NetworkServiceConfig::new(root);
+        config.default_network = NetworkRecord {
+            name: self.default_network.clone(),
+            bridge: self.default_bridge.clone(),
+            subnets: engine_networks::parse_subnets(&self.default_subnets)
+                .map_err(DaemonError::DefaultNetwork)?,
+            created: String::new(),
+        };
+        config.cni_config_dir = self.cni_config_dir.clone();
+        config.cni_plugin_dirs = self.cni_plugin_dirs.clone();
+        Ok(config)
+    }
 }
 
 /// The `testudo` binary beside this executable if there is one, else the first on `$PATH`.
@@ -112,6 +154,8 @@ enum DaemonError {
     Images(#[source] ImageError),
     #[error("cannot set up the container service")]
     Containers(#[source] ContainerError),
+    #[error("invalid default network")]
+    DefaultNetwork(#[source] NetworkError),
     #[error("no testudo binary beside testudod or on $PATH; give one with --testudo-binary")]
     NoTestudo,
     #[error(transparent)]
@@ -171,6 +215,7 @@ impl Engine {
             ContainerServiceConfig::new(config.root.join("containers"), testudo_binary);
         containers_config.log_root = config.log_root.clone();
         containers_config.cgroup_parent = config.cgroup_parent.clone();
+        containers_config.network = config.network.config(&config.root)?;
         let containers = ContainerService::new(containers_config, images.clone(), state.clone())
             .map_err(DaemonError::Containers)?;
         Ok(Engine {
@@ -224,6 +269,9 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
             engine.clone(),
         )))
         .add_service(ImagesServiceServer::new(images::Images::new(
+            engine.clone(),
+        )))
+        .add_service(NetworksServiceServer::new(networks::Networks::new(
             engine.clone(),
         )))
         .add_service(ContainersServiceServer::new(containers::Containers::new(

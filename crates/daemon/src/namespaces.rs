@@ -115,6 +115,13 @@ mod tests {
             testudo_binary: Some(root.join("no-testudo")),
             log_root: root.join("logs"),
             cgroup_parent: "/testudo-unit".into(),
+            network: crate::NetworkFlags {
+                default_network: "testudo".into(),
+                default_bridge: "testudo0".into(),
+                default_subnets: vec!["10.91.0.0/16".into()],
+                cni_config_dir: root.join("cni"),
+                cni_plugin_dirs: Vec::new(),
+            },
         };
         Arc::new(Engine::open(&config).unwrap())
     }
@@ -146,6 +153,7 @@ mod tests {
                 id: "a".repeat(64),
                 name: Name::parse("container", "web").unwrap(),
                 image: "docker.io/library/busybox:latest".to_owned(),
+                image_digest: String::new(),
                 config: serde_json::Value::Null,
                 status: "created".to_owned(),
                 pid: None,

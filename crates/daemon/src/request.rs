@@ -5,6 +5,7 @@
 use testudo_api::containers::v1;
 use testudo_engine::containers as engine;
 use testudo_engine::images::canonical_name;
+use testudo_engine::networks::{PortMapping, Protocol};
 use testudo_engine::state::Name;
 
 /// Why a request is malformed, whatever the daemon's state.
@@ -46,6 +47,14 @@ pub(crate) enum RequestError {
     RelativeNetnsPath { path: String },
     #[error("the network has no mode")]
     NoNetworkMode,
+    #[error("a CNI network needs the name of a configuration list")]
+    NoCniNetwork,
+    #[error("invalid host address {address:?} of a published port")]
+    HostIp { address: String },
+    #[error("published {which} port {port} is not in 1-65535")]
+    Port { which: &'static str, port: u32 },
+    #[error("invalid protocol {protocol} of a published port")]
+    Protocol { protocol: i32 },
     #[error("{what} limit must be at least {min}")]
     LimitTooSmall {
         what: &'static str,
@@ -341,6 +350,7 @@ pub(crate) fn create_request(
         tty: config.tty,
         stdin: config.stdin,
         restart: restart(config.restart_policy),
+        auto_remove: config.auto_remove,
     })
 }
 
@@ -357,7 +367,69 @@ fn network(network: Option<v1::Network>) -> Result<engine::NetworkMode, RequestE
             Ok(engine::NetworkMode::Join(join.path.into()))
         }
         Some(Mode::Join(join)) => Err(RequestError::RelativeNetnsPath { path: join.path }),
+        Some(Mode::Bridge(bridge)) => Ok(engine::NetworkMode::Bridge {
+            network: Some(bridge.network).filter(|n| !n.is_empty()),
+            ports: ports(bridge.ports)?,
+        }),
+        Some(Mode::Cni(cni)) if cni.network.is_empty() => Err(RequestError::NoCniNetwork),
+        Some(Mode::Cni(cni)) => Ok(engine::NetworkMode::Cni {
+            network: cni.network,
+            ports: ports(cni.ports)?,
+        }),
     }
+}
+
+/// Published ports, validated.
+fn ports(ports: Vec<v1::PortMapping>) -> Result<Vec<PortMapping>, RequestError> {
+    let port = |which, port: u32| {
+        u16::try_from(port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or(RequestError::Port { which, port })
+    };
+    ports
+        .into_iter()
+        .map(|p| {
+            let host_ip = match p.host_ip.as_str() {
+                "" => None,
+                ip => Some(ip.parse().map_err(|_| RequestError::HostIp {
+                    address: p.host_ip.clone(),
+                })?),
+            };
+            let protocol = match v1::Protocol::try_from(p.protocol) {
+                Ok(v1::Protocol::Tcp) => Protocol::Tcp,
+                Ok(v1::Protocol::Udp) => Protocol::Udp,
+                Err(_) => {
+                    return Err(RequestError::Protocol {
+                        protocol: p.protocol,
+                    })
+                }
+            };
+            Ok(PortMapping {
+                host_ip,
+                host_port: port("host", p.host_port)?,
+                container_port: port("container", p.container_port)?,
+                protocol,
+            })
+        })
+        .collect()
+}
+
+/// The API's form of published ports.
+pub(crate) fn api_ports(ports: &[PortMapping]) -> Vec<v1::PortMapping> {
+    ports
+        .iter()
+        .map(|p| v1::PortMapping {
+            host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            host_port: u32::from(p.host_port),
+            container_port: u32::from(p.container_port),
+            protocol: match p.protocol {
+                Protocol::Tcp => v1::Protocol::Tcp,
+                Protocol::Udp => v1::Protocol::Udp,
+            }
+            .into(),
+        })
+        .collect()
 }
 
 fn resources(resources: Option<v1::Resources>) -> Result<engine::Resources, RequestError> {
@@ -401,6 +473,14 @@ pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1
         engine::NetworkMode::Host => Mode::Host(v1::HostNetwork {}),
         engine::NetworkMode::Join(path) => Mode::Join(v1::JoinNetwork {
             path: path.to_string_lossy().into_owned(),
+        }),
+        engine::NetworkMode::Bridge { network, ports } => Mode::Bridge(v1::BridgeNetwork {
+            network: network.unwrap_or_default(),
+            ports: api_ports(&ports),
+        }),
+        engine::NetworkMode::Cni { network, ports } => Mode::Cni(v1::CniNetwork {
+            network,
+            ports: api_ports(&ports),
         }),
     };
     let policy = match request.restart {
@@ -446,6 +526,7 @@ pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1
         init: request.init,
         tty: request.tty,
         stdin: request.stdin,
+        auto_remove: request.auto_remove,
     }
 }
 
@@ -577,6 +658,50 @@ mod tests {
     }
 
     #[test]
+    fn a_bridge_network_with_ports_maps_onto_the_engine_and_back() {
+        let mut c = config();
+        let ports = vec![
+            v1::PortMapping {
+                host_ip: "127.0.0.1".to_owned(),
+                host_port: 8080,
+                container_port: 80,
+                protocol: v1::Protocol::Tcp.into(),
+            },
+            v1::PortMapping {
+                host_ip: String::new(),
+                host_port: 53,
+                container_port: 5353,
+                protocol: v1::Protocol::Udp.into(),
+            },
+        ];
+        c.network = Some(v1::Network {
+            mode: Some(v1::network::Mode::Bridge(v1::BridgeNetwork {
+                network: String::new(),
+                ports: ports.clone(),
+            })),
+        });
+        let request = create_request(Some(c)).unwrap();
+        let engine::NetworkMode::Bridge {
+            network,
+            ports: mapped,
+        } = &request.network
+        else {
+            panic!("{:?}", request.network);
+        };
+        assert_eq!(*network, None);
+        assert_eq!(mapped[0].to_string(), "127.0.0.1:8080:80/tcp");
+        assert_eq!(mapped[1].protocol, Protocol::Udp);
+        let back = container_config("web", request);
+        assert_eq!(
+            back.network.unwrap().mode,
+            Some(v1::network::Mode::Bridge(v1::BridgeNetwork {
+                network: String::new(),
+                ports,
+            }))
+        );
+    }
+
+    #[test]
     fn bad_configurations_are_refused_with_what_is_wrong() {
         let refused = |edit: fn(&mut v1::ContainerConfig)| {
             let mut c = config();
@@ -606,6 +731,41 @@ mod tests {
         assert_eq!(
             refused(|c| c.network = Some(v1::Network { mode: None })),
             "the network has no mode"
+        );
+        fn with_port(host_ip: &str, host_port: u32, protocol: i32) -> v1::Network {
+            v1::Network {
+                mode: Some(v1::network::Mode::Bridge(v1::BridgeNetwork {
+                    network: String::new(),
+                    ports: vec![v1::PortMapping {
+                        host_ip: host_ip.to_owned(),
+                        host_port,
+                        container_port: 80,
+                        protocol,
+                    }],
+                })),
+            }
+        }
+        assert_eq!(
+            refused(|c| c.network = Some(with_port("", 0, 0))),
+            "published host port 0 is not in 1-65535"
+        );
+        assert_eq!(
+            refused(|c| c.network = Some(with_port("", 70000, 0))),
+            "published host port 70000 is not in 1-65535"
+        );
+        assert_eq!(
+            refused(|c| c.network = Some(with_port("localhost", 80, 0))),
+            "invalid host address \"localhost\" of a published port"
+        );
+        assert_eq!(
+            refused(|c| c.network = Some(with_port("", 80, 7))),
+            "invalid protocol 7 of a published port"
+        );
+        assert_eq!(
+            refused(|c| c.network = Some(v1::Network {
+                mode: Some(v1::network::Mode::Cni(v1::CniNetwork::default())),
+            })),
+            "a CNI network needs the name of a configuration list"
         );
         assert_eq!(
             refused(|c| c.resources = Some(v1::Resources {

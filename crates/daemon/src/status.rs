@@ -3,6 +3,7 @@
 use testudo_engine::containers::ContainerError;
 use testudo_engine::error::{ErrorKind, Kind};
 use testudo_engine::images::ImageError;
+use testudo_engine::networks::NetworkError;
 use testudo_engine::state::StateError;
 use tonic::{Code, Status};
 
@@ -23,6 +24,8 @@ pub(crate) enum CallError {
     Encode(#[source] serde_json::Error),
     #[error(transparent)]
     Container(#[from] ContainerError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error("container {container:?} is {state}, cannot {action}")]
     WrongState {
         container: String,
@@ -48,6 +51,7 @@ impl Kind for CallError {
             CallError::State(e) => e.kind(),
             CallError::Image(e) => e.kind(),
             CallError::Container(e) => e.kind(),
+            CallError::Network(e) => e.kind(),
             CallError::WrongState { .. } | CallError::NoStdin { .. } => {
                 ErrorKind::FailedPrecondition
             }

@@ -133,6 +133,35 @@ fn run_streams_the_containers_output_and_exits_with_its_status() {
 }
 
 #[test]
+fn a_detached_container_run_with_rm_is_deleted_by_the_daemon_once_it_exits() {
+    let Some(daemon) = daemon_with_busybox() else {
+        return;
+    };
+    let id = daemon.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "brief",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hi; sleep 0.5; exit 3",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    poll_until("the container to be removed", || {
+        listed(&daemon, &["-a"]).is_empty()
+    });
+    let missing = daemon.fails(&["inspect", "brief"]);
+    assert!(missing.contains("brief"), "{missing}");
+    assert!(
+        files_of(&daemon, "default").is_empty(),
+        "{:?}",
+        files_of(&daemon, "default")
+    );
+}
+
+#[test]
 fn a_container_is_created_started_logged_stopped_waited_and_removed() {
     let Some(daemon) = daemon_with_busybox() else {
         return;
@@ -155,6 +184,10 @@ fn a_container_is_created_started_logged_stopped_waited_and_removed() {
     assert!(inspected["status"]["pid"].as_u64().unwrap() > 0);
     assert_eq!(inspected["config"]["tags"]["app"], "web");
     assert_eq!(inspected["config"]["cmd"][2], script);
+    let image = daemon.json(&["image", "inspect", IMAGE]);
+    let manifest_digest = image["image"]["manifest_digest"].as_str().unwrap();
+    assert!(manifest_digest.starts_with("sha256:"), "{image}");
+    assert_eq!(inspected["image_digest"], manifest_digest);
     let table = daemon.ok(&["ps"]);
     assert!(table.starts_with("ID "), "{table}");
     assert!(table.lines().nth(1).unwrap().contains("  web  "), "{table}");

@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -21,20 +20,6 @@ use tonic::Streaming;
 
 /// How long a test waits for an event before it fails (never a measurement).
 const PATIENCE: Duration = Duration::from_secs(30);
-
-async fn channel(socket: PathBuf) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_static("http://testudod.invalid")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap()
-}
 
 /// The next event of `stream` that is not about a `ready-*` namespace (the readiness probes).
 async fn next(stream: &mut Streaming<SubscribeResponse>) -> Event {

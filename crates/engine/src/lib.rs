@@ -4,15 +4,17 @@
 //! content is shared between namespaces, names are not), the container service (bundles, one
 //! monitor process per container, lifecycle, supervision of exits with restart policies,
 //! re-adoption of the monitors after a daemon restart, CRI logs read back, cgroup stats) and
-//! the event bus (what changed, for subscribers that may be dropped but never slow the engine);
-//! cells follow.
+//! the event bus (what changed, for subscribers that may be dropped but never slow the engine),
+//! and networks (bridge networks with IPAM and NAT, CNI, persistent network namespaces and the
+//! containers' attachments, recorded in the state database); cells follow.
 //!
 //! Non-goals: any wire format (the daemon maps gRPC onto this crate and this crate knows no proto),
-//! running containers itself (monitors do, through the runtime), registry and snapshot mechanics
-//! (`testudo-image`, `testudo-snapshot`).
+//! running containers itself (monitors do, through the runtime), registry, snapshot and
+//! network mechanics (`testudo-image`, `testudo-snapshot`, `testudo-network`).
 
 pub mod containers;
 pub mod error;
 pub mod events;
 pub mod images;
+pub mod networks;
 pub mod state;

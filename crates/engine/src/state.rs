@@ -14,8 +14,14 @@
 //! [`ImageRecord`] (target descriptor, creation time, labels): the content they name is shared
 //! by every namespace, the names are not.
 //!
+//! Networks (node-level objects, not a namespace's) live in three more tables (the `networks`
+//! submodule): their records by name, IPAM leases keyed `(network, owner)`, and each container's
+//! attachment by container id; a change to them is one transaction over the three, so a lease
+//! never exists without its attachment or the other way round.
+//!
 //! Schema versions: 1 namespaces and containers; 2 adds image references (the image service
-//! moves the content store's older global records into `default` when it opens).
+//! moves the content store's older global records into `default` when it opens); 3 adds
+//! networks, leases and attachments.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,8 +34,12 @@ use testudo_image::store::ImageRecord;
 
 use crate::error::{ErrorKind, Kind};
 
+mod networks;
+
+pub use networks::{AttachmentKind, AttachmentRecord, NetworkRecord, NetworkState};
+
 /// The schema this build writes. Bump it with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
@@ -44,8 +54,13 @@ const SCHEMA_KEY: &str = "schema_version";
 /// One migration: from version `n` (its index) to `n + 1`, inside the opening transaction.
 type Migration = fn(&redb::WriteTransaction) -> Result<(), redb::Error>;
 
-/// Version 0 is an empty file; version 1 creates the tables; version 2 the image references.
-const MIGRATIONS: &[Migration] = &[create_tables_v1, create_images_v2];
+/// Version 0 is an empty file; version 1 creates the tables; version 2 the image references;
+/// version 3 the network tables.
+const MIGRATIONS: &[Migration] = &[
+    create_tables_v1,
+    create_images_v2,
+    networks::create_tables_v3,
+];
 
 fn create_tables_v1(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(NAMESPACES)?;
@@ -148,16 +163,16 @@ impl Kind for StateError {
     }
 }
 
-/// A validated namespace or container name: 1 to 76 characters of letters, digits, `_`, `.`,
-/// `-`, starting and ending with a letter or digit (containerd's namespace rule; short enough
-/// for a path component and a cgroup name).
+/// A validated namespace or container name: 1 to 128 characters of letters, digits, `_`, `.`,
+/// `-`, starting and ending with a letter or digit (containerd's namespace rule, with the
+/// length the API documents; a name is a path component of a log file, never a cgroup name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Name(String);
 
 impl Name {
     /// The longest name.
-    pub const MAX_LEN: usize = 76;
+    pub const MAX_LEN: usize = 128;
 
     /// Validates `name` as a name of `what` (for the error).
     pub fn parse(what: &'static str, name: &str) -> Result<Name, StateError> {
@@ -170,7 +185,7 @@ impl Name {
             return Err(bad("it is empty"));
         }
         if name.len() > Self::MAX_LEN {
-            return Err(bad("it is longer than 76 characters"));
+            return Err(bad("it is longer than 128 characters"));
         }
         if !name
             .bytes()
@@ -234,6 +249,10 @@ pub struct ContainerRecord {
     pub name: Name,
     /// The canonical image reference it was made from.
     pub image: String,
+    /// The digest of the image manifest that reference resolved to at creation (empty in
+    /// records written before it was kept).
+    #[serde(default)]
+    pub image_digest: String,
     /// The request it was made from, as the container service serialises it.
     pub config: serde_json::Value,
     /// Lifecycle status word (`created`, `running`, `stopped`, ...).

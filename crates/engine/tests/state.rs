@@ -20,6 +20,7 @@ fn container(ns: &str, id: &str, container_name: &str) -> ContainerRecord {
         id: id.into(),
         name: name(container_name),
         image: "docker.io/library/busybox:latest".into(),
+        image_digest: String::new(),
         config: serde_json::json!({"cmd": ["true"]}),
         status: "created".into(),
         pid: None,
@@ -68,7 +69,7 @@ fn invalid_names_are_refused_with_the_rule_they_break() {
         ("-lead", "start and end"),
         ("a/b", "only letters"),
         ("a b", "only letters"),
-        (&"x".repeat(77), "longer than 76"),
+        (&"x".repeat(129), "longer than 128"),
     ] {
         let err = Name::parse("namespace", bad).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
@@ -246,12 +247,14 @@ fn a_version_1_file_gains_image_references_and_keeps_its_records() {
         txn.commit().unwrap();
     }
     let db = StateDb::open(&path).unwrap();
-    assert_eq!(db.schema_version().unwrap(), 2);
+    assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(
         db.namespace(&name("acme")).unwrap().created,
         "2026-01-01T00:00:00Z"
     );
     assert!(db.images(&name("acme")).unwrap().is_empty());
+    let networks = db.network_state().unwrap();
+    assert!(networks.networks.is_empty() && networks.attachments.is_empty());
 }
 
 fn image_record(image: &str) -> ImageRecord {

@@ -552,3 +552,152 @@ fn a_new_service_adopts_running_containers_and_learns_the_exits_it_missed() {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
 }
+
+/// Whether the stored record of `id` is gone.
+fn removed(f: &Fixture, id: &str) -> bool {
+    let ns = Name::parse("namespace", &f.ns).unwrap();
+    match f.state.container(&ns, id) {
+        Ok(_) => false,
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+            true
+        }
+    }
+}
+
+/// Panics unless nothing of container `record` is left on disk or in the cgroup tree.
+fn assert_nothing_left(f: &Fixture, record: &ContainerRecord) {
+    let root = f.dir.path().join("containers");
+    let short: String = record.id.chars().take(32).collect();
+    for path in [
+        root.join("bundles").join(&f.ns).join(&record.id),
+        root.join("monitors").join(&f.ns).join(&record.id),
+        root.join("sockets").join(format!("{short}.sock")),
+        f.dir
+            .path()
+            .join("logs")
+            .join(&f.ns)
+            .join(format!("{}.log", record.name)),
+    ] {
+        assert!(!path.exists(), "{} is left", path.display());
+    }
+    for dir in f.namespace_cgroups() {
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_remove_deletes_a_container_once_its_policy_gives_up_and_waiters_see_the_exit() {
+    if !require_root() {
+        return;
+    }
+    let f = Fixture::new("sup-autorm").await;
+    let mut events = f.containers().events().subscribe(EventFilter {
+        namespace: Some(f.ns.clone()),
+        topic_prefixes: vec!["/containers/".into()],
+    });
+    let request = CreateRequest {
+        auto_remove: true,
+        ..f.request(
+            "echo run; sleep 0.2; exit 5",
+            RestartPolicy::OnFailure { max_retries: 1 },
+        )
+    };
+    let record = f.containers().create(&f.ns, request).await.unwrap();
+    let waiter = {
+        let containers = f.containers();
+        let (ns, id) = (f.ns.clone(), record.id.clone());
+        async move { containers.wait(&ns, &id).await }
+    };
+    // The waiter subscribes when first polled, before the start (join! polls in order).
+    let (waited, started) = tokio::join!(waiter, f.containers().start(&f.ns, &record.id));
+    started.unwrap();
+    // The first run's exit reaches the waiter, although the container is restarted and then
+    // removed.
+    assert_eq!(waited.unwrap(), 5);
+    let mut seen = Vec::new();
+    while seen.last().map(Event::topic) != Some("/containers/delete") {
+        seen.push(next_event(&mut events).await);
+    }
+    assert_eq!(
+        topics_of(&seen),
+        [
+            "/containers/create",
+            "/containers/start",
+            "/containers/exit",
+            "/containers/start",
+            "/containers/exit",
+            "/containers/delete"
+        ]
+    );
+    assert!(removed(&f, &record.id));
+    assert_nothing_left(&f, &record);
+    let gone = f.containers().wait(&f.ns, &record.id).await.unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::NotFound, "{gone}");
+
+    // Stopped by request, it goes too (a stop is not a restart).
+    let request = CreateRequest {
+        auto_remove: true,
+        ..f.request("sleep 60", RestartPolicy::Always)
+    };
+    let record = f.containers().create(&f.ns, request).await.unwrap();
+    f.containers().start(&f.ns, &record.id).await.unwrap();
+    f.containers()
+        .stop(&f.ns, &record.id, 15, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while !removed(&f, &record.id) {
+        assert!(Instant::now() < deadline, "never removed after stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_nothing_left(&f, &record);
+}
+
+#[test]
+fn auto_remove_applies_to_an_exit_that_no_service_saw() {
+    if !require_root() {
+        return;
+    }
+    let daemon = tokio::runtime::Runtime::new().unwrap();
+    let mut f = daemon.block_on(Fixture::new("sup-autorm-adopt"));
+    let record = daemon.block_on(async {
+        let request = CreateRequest {
+            auto_remove: true,
+            ..f.request(COUNTER, RestartPolicy::No)
+        };
+        let record = f.containers().create(&f.ns, request).await.unwrap();
+        let record = f.containers().start(&f.ns, &record.id).await.unwrap();
+        f.stored_until(&record.id, "logging", |r| f.log_lines(r).len() >= 2)
+            .await;
+        record
+    });
+    f.containers = None;
+    drop(daemon);
+
+    let root = f.dir.path().join("containers");
+    let bundle = root.join("bundles").join(&f.ns).join(&record.id);
+    std::fs::write(bundle.join("rootfs").join("exit7"), b"").unwrap();
+    let monitor_dir = root.join("monitors").join(&f.ns).join(&record.id);
+    let deadline = Instant::now() + PATIENCE;
+    while testudo_monitor_protocol::read_record(&monitor_dir, &record.id)
+        .unwrap()
+        .and_then(|r| r.exit)
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "never exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!removed(&f, &record.id), "removed with no service running");
+
+    let daemon = tokio::runtime::Runtime::new().unwrap();
+    f.containers = Some(f.service());
+    daemon.block_on(async {
+        f.containers().adopt().await.unwrap();
+        while !removed(&f, &record.id) {
+            assert!(Instant::now() < deadline, "never removed after adopt");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    assert_nothing_left(&f, &record);
+}

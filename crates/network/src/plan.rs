@@ -46,9 +46,11 @@ pub struct NetworkPlan {
     pub nat: Vec<NatRule>,
 }
 
-/// The tag of a network's NAT rules.
-pub fn network_tag(network: &str) -> String {
-    format!("network:{network}")
+/// The tag of a network's NAT rules: named by its bridge, which is unique on the host, where
+/// a network's name is unique only among one daemon's networks (two daemons sharing the table
+/// may both have a network `testudo`).
+pub fn network_tag(bridge: &IfName) -> String {
+    format!("network:{bridge}")
 }
 
 /// The tag of a container's NAT rules.
@@ -104,7 +106,7 @@ pub fn plan_network(network: &BridgeNetwork) -> NetworkPlan {
         bridge,
         addresses,
         sysctls,
-        nat_tag: network_tag(&network.name),
+        nat_tag: network_tag(&network.bridge),
         nat,
     }
 }

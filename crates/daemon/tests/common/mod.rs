@@ -39,10 +39,13 @@ pub(crate) fn testudoctl() -> &'static Path {
     })
 }
 
-/// A running `testudod` with its own root and socket in a temporary directory.
+/// A running `testudod` with its own root and socket in a temporary directory, and its own
+/// default network (see [`DefaultNetwork`]), whose bridge and NAT rules go with it.
 pub(crate) struct Daemon {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) child: Child,
+    pub(crate) network: DefaultNetwork,
+    _forwarding: ForwardingGuard,
 }
 
 impl Daemon {
@@ -53,8 +56,14 @@ impl Daemon {
     /// [`Daemon::start`] with further flags (such as `--listen-tcp`).
     pub(crate) fn start_with(insecure: &[String], extra: &[&OsStr]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        let forwarding = ForwardingGuard::acquire();
         let child = spawn_daemon_with(dir.path(), insecure, extra);
-        let daemon = Daemon { dir, child };
+        let daemon = Daemon {
+            network: DefaultNetwork::of(dir.path()),
+            dir,
+            child,
+            _forwarding: forwarding,
+        };
         daemon.wait_ready();
         daemon
     }
@@ -140,6 +149,148 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.network.remove();
+        if std::thread::panicking() {
+            // The daemon's view of a failure: internal errors reach the client without causes.
+            let log = std::fs::read_to_string(self.dir.path().join("testudod.log"));
+            let log = log.unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("testudod.log, last lines:");
+            tail.iter().rev().for_each(|line| eprintln!("  {line}"));
+        }
+    }
+}
+
+/// The default network of the daemon on a test directory: its own bridge (`tt` and a hash of
+/// the directory) and a /24 under 10.128.0.0/10 that no route on the host uses yet, so that
+/// daemons of tests running in parallel never share a bridge or a subnet. A daemon restarted
+/// on the same directory gets the same ones (the subnet is remembered in the directory).
+pub(crate) struct DefaultNetwork {
+    pub(crate) bridge: String,
+    pub(crate) subnet: String,
+}
+
+impl DefaultNetwork {
+    pub(crate) fn of(dir: &Path) -> DefaultNetwork {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        dir.hash(&mut hasher);
+        let hash = hasher.finish();
+        let bridge = format!("tt{:012x}", hash & 0xffff_ffff_ffff);
+        let remembered = dir.join("default-subnet");
+        let subnet = match std::fs::read_to_string(&remembered) {
+            Ok(subnet) => subnet,
+            Err(_) => {
+                let subnet = free_subnet(hash);
+                std::fs::write(&remembered, &subnet).unwrap();
+                subnet
+            }
+        };
+        DefaultNetwork { bridge, subnet }
+    }
+
+    /// The first three octets of the subnet (`10.130.7`).
+    pub(crate) fn prefix(&self) -> &str {
+        self.subnet.trim_end_matches(".0/24")
+    }
+
+    /// Deletes the bridge and the NAT rules of the network (the daemon leaves them on the
+    /// host, as podman does with its networks).
+    pub(crate) fn remove(&self) {
+        remove_bridge_network(&self.bridge);
+    }
+}
+
+/// A /24 under 10.128.0.0/10, starting from `seed`, that no route of the host covers.
+pub(crate) fn free_subnet(seed: u64) -> String {
+    let routes = Command::new("ip").args(["-4", "route"]).output().unwrap();
+    let routes = String::from_utf8(routes.stdout).unwrap();
+    (0..16384u64)
+        .map(|i| (seed.wrapping_add(i)) % 16384)
+        .map(|n| format!("10.{}.{}.0/24", 128 + n / 256, n % 256))
+        .find(|subnet| !routes.contains(&subnet[..subnet.len() - 4]))
+        .unwrap()
+}
+
+/// Deletes bridge `bridge` and the rules of testudo's nftables table tagged with it.
+pub(crate) fn remove_bridge_network(bridge: &str) {
+    let _ = Command::new("ip")
+        .args(["link", "del", bridge])
+        .stderr(Stdio::null())
+        .status();
+    for (chain, handle) in tagged_rules(&format!("network:{bridge}")) {
+        let _ = Command::new("nft")
+            .args([
+                "delete", "rule", "inet", "testudo", &chain, "handle", &handle,
+            ])
+            .status();
+    }
+}
+
+/// The chain and handle of every rule of table `inet testudo` whose comment is `tag`.
+pub(crate) fn tagged_rules(tag: &str) -> Vec<(String, String)> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "table", "inet", "testudo"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    listed["nftables"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|item| item.get("rule"))
+        .filter(|rule| rule["comment"].as_str() == Some(tag))
+        .map(|rule| {
+            (
+                rule["chain"].as_str().unwrap().to_owned(),
+                rule["handle"].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The forwarding sysctls that a daemon turns on with its first bridge network (IPv6 for a
+/// network with an IPv6 subnet).
+const FORWARDING_SYSCTLS: [&str; 2] = [
+    "/proc/sys/net/ipv4/ip_forward",
+    "/proc/sys/net/ipv6/conf/all/forwarding",
+];
+
+/// How many daemons of this test binary are alive, and the sysctls before the first started.
+static FORWARDING: std::sync::Mutex<(usize, Vec<String>)> = std::sync::Mutex::new((0, Vec::new()));
+
+/// Held by every [`Daemon`]: when the last one of a test binary goes, the forwarding sysctls
+/// get back the values they had before the first one started. Counted, because tests run in
+/// parallel and one must not switch forwarding off under another.
+pub(crate) struct ForwardingGuard(());
+
+impl ForwardingGuard {
+    pub(crate) fn acquire() -> ForwardingGuard {
+        let mut state = FORWARDING.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 == 0 {
+            state.1 = FORWARDING_SYSCTLS
+                .iter()
+                .map(|path| std::fs::read_to_string(path).unwrap_or_default())
+                .collect();
+        }
+        state.0 += 1;
+        ForwardingGuard(())
+    }
+}
+
+impl Drop for ForwardingGuard {
+    fn drop(&mut self) {
+        let mut state = FORWARDING.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 -= 1;
+        if state.0 == 0 {
+            for (path, value) in FORWARDING_SYSCTLS.iter().zip(&state.1) {
+                if !value.is_empty() {
+                    let _ = std::fs::write(path, value.trim());
+                }
+            }
+        }
     }
 }
 
@@ -174,7 +325,10 @@ pub(crate) fn spawn_daemon_with(dir: &Path, insecure: &[String], extra: &[&OsStr
         .arg("--log-root")
         .arg(dir.join("logs"))
         .args(["--cgroup-parent", CGROUP_PARENT])
-        .args(["--log-level", "debug"])
+        .args(["--log-level", "debug"]);
+    let network = DefaultNetwork::of(dir);
+    cmd.args(["--default-bridge", &network.bridge])
+        .args(["--default-subnet", &network.subnet])
         .stdout(Stdio::null())
         // A file, not a pipe nobody drains: a full pipe would block the daemon.
         .stderr(log_file(dir));

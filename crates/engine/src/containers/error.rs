@@ -9,6 +9,7 @@ use testudo_snapshot::MountError;
 
 use crate::error::{ErrorKind, Kind};
 use crate::images::ImageError;
+use crate::networks::NetworkError;
 use crate::state::StateError;
 
 /// Why a container operation failed.
@@ -53,6 +54,13 @@ pub enum ContainerError {
         /// The path.
         path: PathBuf,
     },
+    /// The container's network could not be attached or detached (boxed: its errors carry
+    /// port mappings and plugin output).
+    #[error(transparent)]
+    Network(Box<NetworkError>),
+    /// A bridge or CNI container's spec was built before its network was attached (a bug).
+    #[error("the network namespace of a bridge or CNI container is not made yet")]
+    NotAttached,
     /// A resource limit of zero.
     #[error("{what} limit must be more than zero")]
     ZeroLimit {
@@ -168,6 +176,7 @@ impl Kind for ContainerError {
         match self {
             E::State(source) => source.kind(),
             E::Image(source) => source.kind(),
+            E::Network(source) => source.kind(),
             E::NoImage
             | E::RelativeMountTarget { .. }
             | E::RelativeMountSource { .. }
@@ -188,6 +197,7 @@ impl Kind for ContainerError {
                 None => ErrorKind::Unavailable,
             },
             E::Spec(_)
+            | E::NotAttached
             | E::Rootfs { .. }
             | E::Io { .. }
             | E::MonitorSpawn { .. }
@@ -196,6 +206,12 @@ impl Kind for ContainerError {
             | E::Task(_)
             | E::Stats { .. } => ErrorKind::Internal,
         }
+    }
+}
+
+impl From<NetworkError> for ContainerError {
+    fn from(e: NetworkError) -> Self {
+        ContainerError::Network(Box::new(e))
     }
 }
 

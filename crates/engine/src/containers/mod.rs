@@ -29,7 +29,11 @@
 //! Exec and attach (`exec`): the monitor hands over the process's stdio, which become async
 //! handles.
 //!
-//! Non-goals here: networks beyond none/host/join (a later increment).
+//! Networks: a bridge or CNI container is attached (`crate::networks`) before its spec is
+//! written, since the spec names the persistent network namespace made for it; the name files
+//! (`bundles/<ns>/<id>/network/{hosts,resolv.conf,hostname}`) are written for every mode and
+//! bind-mounted over the image's, and the hostname is the container's name. The attachment
+//! stays while the container restarts and is removed with the container.
 
 mod cgroups;
 mod error;
@@ -70,7 +74,9 @@ pub use supervise::UNKNOWN_EXIT_CODE;
 
 use crate::events::{Event, EventBus, EventKind};
 use crate::images::ImageService;
+use crate::networks::{NetworkService, NetworkServiceConfig};
 use crate::state::{ContainerRecord, Name, StateDb, StateError};
+use cgroups::CgroupDirs;
 use files::{io_error, is_mount_point, remove_file, remove_logs, remove_tree};
 use supervise::{Step, Supervisor};
 
@@ -98,6 +104,8 @@ pub struct ContainerServiceConfig {
     pub testudo_binary: PathBuf,
     /// Containers' cgroups go to `<cgroup_parent>/<namespace>/<id>`.
     pub cgroup_parent: PathBuf,
+    /// Networks: the default network, namespaces, CNI directories.
+    pub network: NetworkServiceConfig,
 }
 
 impl ContainerServiceConfig {
@@ -106,9 +114,11 @@ impl ContainerServiceConfig {
     /// The default cgroup parent.
     pub const DEFAULT_CGROUP_PARENT: &'static str = "/testudo";
 
-    /// A configuration with the default log root and cgroup parent.
+    /// A configuration with the default log root, cgroup parent and networks (the CNI cache
+    /// under `root`).
     pub fn new(root: PathBuf, testudo_binary: PathBuf) -> Self {
         Self {
+            network: NetworkServiceConfig::new(&root),
             root,
             log_root: PathBuf::from(Self::DEFAULT_LOG_ROOT),
             testudo_binary,
@@ -123,6 +133,7 @@ pub struct ContainerService {
     config: ContainerServiceConfig,
     images: Arc<ImageService>,
     state: Arc<StateDb>,
+    networks: Arc<NetworkService>,
     /// The per-container locks, exit watchers and restarts.
     supervisor: Arc<Supervisor>,
 }
@@ -143,6 +154,8 @@ struct Paths {
     socket: PathBuf,
     log: PathBuf,
     snapshot_key: String,
+    /// Where the name files are written.
+    name_files: PathBuf,
 }
 
 /// What exists of a container, so that a failed create or a delete removes exactly that.
@@ -155,11 +168,13 @@ struct Made {
     monitor_dir: bool,
     monitor: bool,
     container: bool,
+    network: bool,
 }
 
 impl Made {
     fn everything() -> Self {
         Self {
+            network: true,
             bundle: true,
             snapshot: true,
             mounted: true,
@@ -169,6 +184,71 @@ impl Made {
             container: true,
         }
     }
+}
+
+/// Removes what `made` says exists, newest first; stops at the first failure so that a
+/// mounted root filesystem is never removed as a directory tree.
+async fn teardown(
+    images: &ImageService,
+    networks: &Arc<NetworkService>,
+    cgroups: &CgroupDirs,
+    id: &str,
+    paths: &Paths,
+    made: &Made,
+) -> Result<(), ContainerError> {
+    if made.container {
+        let container = id.to_owned();
+        let deleted = call_monitor(id, &paths.socket, move |client| {
+            client.delete(&container, true)
+        })
+        .await;
+        match deleted {
+            Err(ContainerError::Monitor { source, .. })
+                if matches!(source, ClientError::Connect { .. })
+                    || source.kind() == Some(testudo_monitor_protocol::ErrorKind::NotFound) => {}
+            other => other?,
+        }
+    }
+    if made.monitor {
+        let socket = paths.socket.clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || stop_monitor(&id, &socket)).await??;
+    }
+    if made.monitor_dir {
+        remove_tree(&paths.monitor_dir)?;
+    }
+    if made.log {
+        remove_logs(&paths.log)?;
+    }
+    if made.network {
+        let (networks, container_id) = (networks.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || networks.detach(&container_id)).await??;
+    }
+    if made.mounted && paths.rootfs.exists() {
+        match unmount(&paths.rootfs) {
+            // Not mounted any more (a retried delete).
+            Err(_) if !is_mount_point(&paths.rootfs) => {}
+            other => other.map_err(|source| ContainerError::Rootfs {
+                id: id.to_owned(),
+                source,
+            })?,
+        }
+    }
+    if made.snapshot {
+        match images.remove_rootfs(&paths.snapshot_key) {
+            Err(crate::images::ImageError::Snapshot(
+                testudo_snapshot::SnapshotError::NotFound { .. },
+            )) => {}
+            other => other?,
+        }
+    }
+    if made.bundle && !is_mount_point(&paths.rootfs) {
+        remove_tree(&paths.bundle)?;
+    }
+    if let Some(namespace) = paths.bundle.parent().and_then(Path::file_name) {
+        cgroups.remove_levels(&namespace.to_string_lossy(), id);
+    }
+    Ok(())
 }
 
 /// A new container id: 64 hex digits, hashed from the time, the pid and a counter with
@@ -214,6 +294,7 @@ fn paths_of(config: &ContainerServiceConfig, namespace: &Name, id: &str, name: &
     let (socket, monitor_dir) = monitor_paths(config, namespace, id);
     Paths {
         rootfs: bundle.join("rootfs"),
+        name_files: bundle.join("network"),
         bundle,
         monitor_dir,
         socket,
@@ -276,17 +357,25 @@ impl ContainerService {
         }
         config.root =
             std::fs::canonicalize(&config.root).map_err(io_error("open", &config.root))?;
+        let networks = Arc::new(NetworkService::new(config.network.clone(), state.clone())?);
         let supervisor = Arc::new(Supervisor::new(
             config.clone(),
             state.clone(),
-            images.events().clone(),
+            images.clone(),
+            networks.clone(),
         ));
         Ok(Self {
             config,
             images,
             state,
+            networks,
             supervisor,
         })
+    }
+
+    /// The network service the containers attach through.
+    pub fn networks(&self) -> &Arc<NetworkService> {
+        &self.networks
     }
 
     /// The bus this service publishes its events on.
@@ -357,6 +446,7 @@ impl ContainerService {
             if std::fs::metadata(path).is_err() {
                 return Err(ContainerError::NetnsNotFound { path: path.clone() });
             }
+            NetworkService::check_join(path)?;
         }
         let image = self.images.resolve(&namespace, &request.image)?;
 
@@ -367,6 +457,7 @@ impl ContainerService {
             id: id.clone(),
             name,
             image: image.record.name.clone(),
+            image_digest: image.manifest_digest.to_string(),
             config: serde_json::to_value(&request).unwrap_or_default(),
             status: status::CREATED.to_owned(),
             pid: None,
@@ -396,7 +487,16 @@ impl ContainerService {
                 Ok(record)
             }
             Err(e) => {
-                if let Err(undo) = self.teardown(&id, &paths, &made).await {
+                if let Err(undo) = teardown(
+                    &self.images,
+                    &self.networks,
+                    &self.supervisor.cgroups,
+                    &id,
+                    &paths,
+                    &made,
+                )
+                .await
+                {
                     tracing::warn!(container_id = %id, error = %undo, "cannot undo a failed create");
                 }
                 Err(e)
@@ -431,7 +531,33 @@ impl ContainerService {
         })?;
         made.mounted = true;
 
-        let spec = self.spec(&id, &record.namespace, paths, request, image_config)?;
+        let attachment = match request.network.attachment() {
+            Some(_) => {
+                made.network = true;
+                let (networks, container_id, mode) =
+                    (self.networks.clone(), id.clone(), request.network.clone());
+                let attached = tokio::task::spawn_blocking(move || {
+                    let (choice, ports) = mode.attachment()?;
+                    Some(networks.attach(&container_id, &choice, ports))
+                })
+                .await?;
+                attached.transpose()?
+            }
+            None => None,
+        };
+        let (hostname, name_files) = self.networks.write_name_files(
+            &paths.name_files,
+            record.name.as_str(),
+            &id[..12],
+            attachment.as_ref(),
+            request.network.own_netns(),
+        )?;
+        let network = SpecNetwork {
+            netns: attachment.map(|a| a.netns),
+            hostname,
+            name_files,
+        };
+        let spec = self.spec(&id, &record, paths, request, image_config, network)?;
         let config_path = paths.bundle.join("config.json");
         let json = serde_json::to_vec_pretty(&spec).unwrap_or_default();
         std::fs::write(&config_path, json).map_err(io_error("write", &config_path))?;
@@ -470,11 +596,13 @@ impl ContainerService {
     fn spec(
         &self,
         id: &str,
-        namespace: &Name,
+        record: &ContainerRecord,
         paths: &Paths,
         request: &CreateRequest,
         image_config: &oci_spec::image::ImageConfiguration,
+        network: SpecNetwork,
     ) -> Result<Spec, ContainerError> {
+        let namespace = &record.namespace;
         let mut spec = Spec::default();
         spec.set_root(Some(
             RootBuilder::default()
@@ -483,7 +611,7 @@ impl ContainerService {
                 .build()
                 .map_err(ContainerError::Spec)?,
         ));
-        spec.set_hostname(Some(id.chars().take(12).collect()));
+        spec.set_hostname(Some(network.hostname));
         let overrides = ProcessOverrides {
             entrypoint: request.entrypoint.clone(),
             cmd: request.cmd.clone(),
@@ -500,6 +628,8 @@ impl ContainerService {
         let context = SpecContext {
             cgroups_path: self.config.cgroup_parent.join(namespace.as_str()).join(id),
             testudo_binary: self.config.testudo_binary.clone(),
+            netns: network.netns,
+            name_files: Some(network.name_files),
         };
         apply_request(&mut spec, request, &context)?;
         Ok(spec)
@@ -541,64 +671,6 @@ impl ContainerService {
         call_monitor(id, socket, call).await
     }
 
-    /// Removes what `made` says exists, newest first; stops at the first failure so that a
-    /// mounted root filesystem is never removed as a directory tree.
-    async fn teardown(&self, id: &str, paths: &Paths, made: &Made) -> Result<(), ContainerError> {
-        if made.container {
-            let container = id.to_owned();
-            let deleted = self
-                .monitor_call(id, &paths.socket, move |client| {
-                    client.delete(&container, true)
-                })
-                .await;
-            match deleted {
-                Err(ContainerError::Monitor { source, .. })
-                    if matches!(source, ClientError::Connect { .. })
-                        || source.kind() == Some(testudo_monitor_protocol::ErrorKind::NotFound) => {
-                }
-                other => other?,
-            }
-        }
-        if made.monitor {
-            let socket = paths.socket.clone();
-            let id = id.to_owned();
-            tokio::task::spawn_blocking(move || stop_monitor(&id, &socket)).await??;
-        }
-        if made.monitor_dir {
-            remove_tree(&paths.monitor_dir)?;
-        }
-        if made.log {
-            remove_logs(&paths.log)?;
-        }
-        if made.mounted && paths.rootfs.exists() {
-            match unmount(&paths.rootfs) {
-                // Not mounted any more (a retried delete).
-                Err(_) if !is_mount_point(&paths.rootfs) => {}
-                other => other.map_err(|source| ContainerError::Rootfs {
-                    id: id.to_owned(),
-                    source,
-                })?,
-            }
-        }
-        if made.snapshot {
-            match self.images.remove_rootfs(&paths.snapshot_key) {
-                Err(crate::images::ImageError::Snapshot(
-                    testudo_snapshot::SnapshotError::NotFound { .. },
-                )) => {}
-                other => other?,
-            }
-        }
-        if made.bundle && !is_mount_point(&paths.rootfs) {
-            remove_tree(&paths.bundle)?;
-        }
-        if let Some(namespace) = paths.bundle.parent().and_then(Path::file_name) {
-            self.supervisor
-                .cgroups
-                .remove_levels(&namespace.to_string_lossy(), id);
-        }
-        Ok(())
-    }
-
     fn lookup(
         &self,
         namespace: &str,
@@ -616,10 +688,6 @@ impl ContainerService {
             .locks
             .lock(&record.namespace, &record.id)
             .await
-    }
-
-    fn forget_lock(&self, record: &ContainerRecord) {
-        self.supervisor.locks.forget(&record.namespace, &record.id);
     }
 
     /// Notes that Stop or Kill was asked for, so the exit that follows is not restarted.
@@ -830,21 +898,7 @@ impl ContainerService {
                 action: "delete without force",
             });
         }
-        let paths = self.paths(&namespace, &record.id, &record.name);
-        self.teardown(&record.id, &paths, &Made::everything())
-            .await?;
-        self.state.remove_container(&namespace, &record.id)?;
-        self.forget_lock(&record);
-        self.supervisor.forget(&namespace, &record.id);
-        self.events().publish(Event::container(
-            namespace.as_str(),
-            &record.id,
-            EventKind::ContainerDeleted {
-                name: record.name.to_string(),
-                image: record.image.clone(),
-            },
-        ));
-        Ok(())
+        self.supervisor.remove(&record).await
     }
 
     /// The container, up to date with its monitor.
@@ -867,6 +921,14 @@ impl ContainerService {
         }
         Ok(out)
     }
+}
+
+/// The network part of a container's spec: the namespace made for it (bridge and CNI) and
+/// its name files.
+struct SpecNetwork {
+    netns: Option<PathBuf>,
+    hostname: String,
+    name_files: [PathBuf; 3],
 }
 
 /// `SIGKILL`'s number (the same on every Linux architecture).

@@ -10,7 +10,10 @@ use oci_spec::runtime::{
 };
 use serde::{Deserialize, Serialize};
 
+use testudo_network::PortMapping;
+
 use super::ContainerError;
+use crate::networks::NetworkChoice;
 
 /// Where the testudo binary is bind-mounted in a container with `init: true`.
 pub const INIT_PATH: &str = "/.testudo-init";
@@ -64,6 +67,10 @@ pub struct CreateRequest {
     /// What to do when the process ends by itself.
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Delete the container once it has exited and its restart policy does not restart it
+    /// (docker's `--rm` for a detached container); also after an exit no daemon saw.
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// Whether the engine restarts a container whose process ended without stop or kill.
@@ -108,6 +115,41 @@ pub enum NetworkMode {
     Host,
     /// The existing network namespace at this path (`/run/netns/x`, `/proc/<pid>/ns/net`).
     Join(PathBuf),
+    /// A network namespace of its own on a bridge network, with an address and NAT.
+    Bridge {
+        /// The network; `None` is the daemon's default network.
+        #[serde(default)]
+        network: Option<String>,
+        /// Host ports forwarded to the container.
+        #[serde(default)]
+        ports: Vec<PortMapping>,
+    },
+    /// A network namespace of its own set up by a CNI configuration list.
+    Cni {
+        /// The configuration list's name.
+        network: String,
+        /// Host ports forwarded to the container (the `portMappings` capability).
+        #[serde(default)]
+        ports: Vec<PortMapping>,
+    },
+}
+
+impl NetworkMode {
+    /// The network to attach to, for the modes that attach; with the ports to publish.
+    pub fn attachment(&self) -> Option<(NetworkChoice<'_>, &[PortMapping])> {
+        match self {
+            NetworkMode::None | NetworkMode::Host | NetworkMode::Join(_) => None,
+            NetworkMode::Bridge { network, ports } => {
+                Some((NetworkChoice::Bridge(network.as_deref()), ports))
+            }
+            NetworkMode::Cni { network, ports } => Some((NetworkChoice::Cni(network), ports)),
+        }
+    }
+
+    /// Whether the container gets a network namespace other than the host's.
+    pub fn own_netns(&self) -> bool {
+        !matches!(self, NetworkMode::Host)
+    }
 }
 
 /// Resource limits; `None` is unlimited.
@@ -131,6 +173,11 @@ pub struct SpecContext {
     pub cgroups_path: PathBuf,
     /// The testudo binary, bind-mounted for `init: true`.
     pub testudo_binary: PathBuf,
+    /// The network namespace made for a bridge or CNI attachment.
+    pub netns: Option<PathBuf>,
+    /// The container's `hosts`, `resolv.conf` and `hostname` files, bind-mounted over the
+    /// image's `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`.
+    pub name_files: Option<[PathBuf; 3]>,
 }
 
 /// Checks what can be checked without touching the host: mount targets and sources,
@@ -187,6 +234,19 @@ pub fn apply_request(
     for mount in &request.mounts {
         mounts.push(oci_mount(mount)?);
     }
+    if let Some(files) = &context.name_files {
+        for (source, target) in files.iter().zip(NAME_FILE_TARGETS) {
+            mounts.push(
+                MountBuilder::default()
+                    .destination(target)
+                    .source(source)
+                    .typ("bind")
+                    .options(vec!["rbind".to_owned(), "rw".to_owned()])
+                    .build()
+                    .map_err(ContainerError::Spec)?,
+            );
+        }
+    }
     if request.init {
         mounts.push(
             MountBuilder::default()
@@ -220,12 +280,10 @@ pub fn apply_request(
     match &request.network {
         NetworkMode::None => {}
         NetworkMode::Host => namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Network),
-        NetworkMode::Join(path) => {
-            for ns in &mut namespaces {
-                if ns.typ() == LinuxNamespaceType::Network {
-                    ns.set_path(Some(path.clone()));
-                }
-            }
+        NetworkMode::Join(path) => set_netns_path(&mut namespaces, path),
+        NetworkMode::Bridge { .. } | NetworkMode::Cni { .. } => {
+            let path = context.netns.as_ref().ok_or(ContainerError::NotAttached)?;
+            set_netns_path(&mut namespaces, path);
         }
     }
     linux.set_namespaces(Some(namespaces));
@@ -233,6 +291,17 @@ pub fn apply_request(
     linux.set_resources(resources(&request.resources)?);
     spec.set_linux(Some(linux));
     Ok(())
+}
+
+/// Where the name files go, in the order of [`SpecContext::name_files`].
+const NAME_FILE_TARGETS: [&str; 3] = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"];
+
+fn set_netns_path(namespaces: &mut [oci_spec::runtime::LinuxNamespace], path: &Path) {
+    for ns in namespaces {
+        if ns.typ() == LinuxNamespaceType::Network {
+            ns.set_path(Some(path.to_owned()));
+        }
+    }
 }
 
 fn oci_mount(mount: &MountRequest) -> Result<Mount, ContainerError> {
@@ -302,6 +371,8 @@ mod tests {
         SpecContext {
             cgroups_path: "/testudo/ns/abc".into(),
             testudo_binary: "/usr/bin/testudo".into(),
+            netns: None,
+            name_files: None,
         }
     }
 

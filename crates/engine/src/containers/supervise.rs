@@ -31,10 +31,12 @@ use tokio::task::AbortHandle;
 
 use super::cgroups::CgroupDirs;
 use super::{
-    call_monitor, monitor_paths, paths_of, rfc3339, status, sync_record, ContainerServiceConfig,
-    CreateRequest, RestartPolicy,
+    call_monitor, monitor_paths, paths_of, rfc3339, status, sync_record, teardown, ContainerError,
+    ContainerServiceConfig, CreateRequest, Made, RestartPolicy,
 };
 use crate::events::{Event, EventBus, EventKind};
+use crate::images::ImageService;
+use crate::networks::NetworkService;
 use crate::state::{ContainerRecord, Name, StateDb};
 
 /// The exit code recorded when how a container ended cannot be known (its monitor vanished
@@ -137,11 +139,19 @@ impl Backoff {
     }
 }
 
+/// The request a record was created with.
+fn request_of(record: &ContainerRecord) -> CreateRequest {
+    serde_json::from_value(record.config.clone()).unwrap_or_default()
+}
+
 /// The restart policy a record was created with.
 fn policy_of(record: &ContainerRecord) -> RestartPolicy {
-    serde_json::from_value::<CreateRequest>(record.config.clone())
-        .map(|request| request.restart)
-        .unwrap_or_default()
+    request_of(record).restart
+}
+
+/// Whether the record is stopped for good and asked to be deleted then.
+fn removal_due(record: &ContainerRecord) -> bool {
+    record.status == status::STOPPED && !restart_due(record) && request_of(record).auto_remove
 }
 
 /// Whether the record's last exit is one its policy restarts.
@@ -162,6 +172,8 @@ pub(super) enum Step {
     Wait,
     /// Restart after the backoff; the last run lasted this long.
     Restart(Duration),
+    /// Delete the container (it asked for that once stopped for good).
+    Remove,
     /// Nothing: the container is gone or stays stopped.
     Done,
 }
@@ -179,6 +191,8 @@ struct Watch {
 pub(super) struct Supervisor {
     config: ContainerServiceConfig,
     state: Arc<StateDb>,
+    images: Arc<ImageService>,
+    networks: Arc<NetworkService>,
     pub(super) locks: Locks,
     pub(super) events: EventBus,
     pub(super) cgroups: CgroupDirs,
@@ -189,14 +203,17 @@ impl Supervisor {
     pub(super) fn new(
         config: ContainerServiceConfig,
         state: Arc<StateDb>,
-        events: EventBus,
+        images: Arc<ImageService>,
+        networks: Arc<NetworkService>,
     ) -> Self {
         let cgroups = CgroupDirs::detect(&config.cgroup_parent);
         Self {
             config,
             state,
+            events: images.events().clone(),
+            images,
+            networks,
             locks: Locks::default(),
-            events,
             cgroups,
             watches: Mutex::new(HashMap::new()),
         }
@@ -241,6 +258,45 @@ impl Supervisor {
         }
     }
 
+    /// Deletes container `record` with everything it has on the host, its record, its lock
+    /// and its supervision (the task that calls this ends with it); the caller holds its lock.
+    pub(super) async fn remove(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        let (namespace, id) = (&record.namespace, record.id.as_str());
+        let paths = paths_of(&self.config, namespace, id, &record.name);
+        teardown(
+            &self.images,
+            &self.networks,
+            &self.cgroups,
+            id,
+            &paths,
+            &Made::everything(),
+        )
+        .await?;
+        self.state.remove_container(namespace, id)?;
+        self.locks.forget(namespace, id);
+        self.events.publish(Event::container(
+            namespace.as_str(),
+            id,
+            EventKind::ContainerDeleted {
+                name: record.name.to_string(),
+                image: record.image.clone(),
+            },
+        ));
+        self.forget(namespace, id);
+        Ok(())
+    }
+
+    /// Removes a container that asked for it once stopped; a failure is logged, and the next
+    /// daemon start tries again.
+    async fn remove_stopped(&self, record: &ContainerRecord) {
+        match self.remove(record).await {
+            Ok(()) => tracing::info!(container_id = %record.id, namespace = %record.namespace,
+                "removed after its exit"),
+            Err(e) => tracing::warn!(container_id = %record.id, namespace = %record.namespace,
+                error = %e, "cannot remove the container after its exit"),
+        }
+    }
+
     /// Ends every task (the service is going away; the monitors carry on).
     pub(super) fn abort_all(&self) {
         for watch in self.watches().values() {
@@ -255,6 +311,7 @@ impl Supervisor {
         match record.status.as_str() {
             status::CREATED | status::RUNNING => Step::Wait,
             _ if restart_due(record) => Step::Restart(Duration::ZERO),
+            _ if removal_due(record) => Step::Remove,
             _ => Step::Done,
         }
     }
@@ -271,6 +328,13 @@ impl Supervisor {
                 Step::Restart(ran_for) => {
                     tokio::time::sleep(backoff.next(ran_for)).await;
                     self.restart(&namespace, &id).await
+                }
+                Step::Remove => {
+                    let _guard = self.locks.lock(&namespace, &id).await;
+                    if let Ok(record) = self.state.container(&namespace, &id) {
+                        self.remove_stopped(&record).await;
+                    }
+                    Step::Done
                 }
                 Step::Done => return,
             }
@@ -335,6 +399,10 @@ impl Supervisor {
                 finished: exit.at,
             },
         ));
+        if removal_due(&record) {
+            self.remove_stopped(&record).await;
+            return Step::Done;
+        }
         if !restart_due(&record) {
             return Step::Done;
         }
@@ -389,8 +457,7 @@ impl Supervisor {
             return Step::Done;
         }
         let paths = paths_of(&self.config, namespace, id, &record.name);
-        let request: CreateRequest =
-            serde_json::from_value(record.config.clone()).unwrap_or_default();
+        let request = request_of(&record);
         let create = CreateContainer {
             id: id.to_owned(),
             bundle: paths.bundle.clone(),

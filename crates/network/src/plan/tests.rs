@@ -47,7 +47,7 @@ fn a_network_gets_its_gateway_forwarding_and_masquerade() {
             "net/ipv4/conf/testudo0/route_localnet"
         ]
     );
-    assert_eq!(plan.nat_tag, "network:default");
+    assert_eq!(plan.nat_tag, "network:testudo0");
     let bridge = IfName::new("testudo0").unwrap();
     let source: IpNet = "10.231.0.0/24".parse().unwrap();
     assert_eq!(
