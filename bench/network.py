@@ -2,7 +2,8 @@
 """Network benchmark: bridge-mode setup+teardown of one network namespace with testudo's
 built-in path, with the CNI chain bridge + host-local + portmap through testudo's `cni` module,
 and with the same plugins invoked directly (so the CNI figure is the plugins', not testudo's);
-and the throughput of a port published on 127.0.0.1 against the host's own loopback.
+and the throughput of a port published on 127.0.0.1 against the host's own loopback, per
+wall second and per CPU second of the streams.
 
 Needs root, containernetworking-plugins (/usr/lib/cni), nft, iproute2, and the example:
     cargo build --release -p testudo-network --example netbench
@@ -157,6 +158,10 @@ def run(args, load):
     published = summary(tput["published_bytes_per_s"])
     loopback = summary(tput["loopback_bytes_per_s"])
     direct_tput = summary(tput["direct_bytes_per_s"])
+    # The same streams per CPU second of the benchmark process (sender and receiver): what
+    # each path costs, steadier than wall time when other work shares the CPUs.
+    cost = {kind: summary(tput[f"{kind}_bytes_per_cpu_s"])
+            for kind in ["published", "direct", "loopback"]}
     ratios = {
         "cni_direct_over_builtin": setup["cni_direct"]["median"] / setup["builtin"]["median"],
         "cni_module_over_builtin": setup["cni_module"]["median"] / setup["builtin"]["median"],
@@ -164,6 +169,8 @@ def run(args, load):
         "published_over_loopback": published["median"] / loopback["median"],
         "direct_over_loopback": direct_tput["median"] / loopback["median"],
         "published_over_direct": published["median"] / direct_tput["median"],
+        "published_over_loopback_per_cpu": cost["published"]["median"] / cost["loopback"]["median"],
+        "direct_over_loopback_per_cpu": cost["direct"]["median"] / cost["loopback"]["median"],
     }
     targets = {
         "setup+teardown: CNI chain (direct) / built-in >= 5x":
@@ -179,6 +186,9 @@ def run(args, load):
     for kind, s in [("published (127.0.0.1 -> DNAT -> netns)", published),
                     ("direct (bridge + veth, no NAT)", direct_tput), ("loopback", loopback)]:
         print(f"  {kind:38} {s['median'] / 1e6:8.0f}  ({s['min'] / 1e6:.0f}-{s['max'] / 1e6:.0f})")
+    print(f"{'the same per CPU second of the streams':40} MB/cpu-s")
+    for kind, s in cost.items():
+        print(f"  {kind:38} {s['median'] / 1e6:8.0f}  ({s['min'] / 1e6:.0f}-{s['max'] / 1e6:.0f})")
     for name, value in ratios.items():
         print(f"  {name:38} {value:8.2f}x")
     for name, met in targets.items():
@@ -192,11 +202,11 @@ def run(args, load):
         "settings": vars(args),
         "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "loadavg_start": load},
         "versions": {"containernetworking-plugins": versions},
-        "units": {"samples": "ns", "throughput": "bytes/s"},
+        "units": {"samples": "ns", "throughput": "bytes/s, bytes/cpu-s"},
         "samples": samples,
         "throughput": tput,
         "summary": {"setup": setup, "published": published, "direct": direct_tput,
-                    "loopback": loopback},
+                    "loopback": loopback, "per_cpu": cost},
         "ratios": ratios,
         "targets": targets,
     }

@@ -96,8 +96,9 @@ impl BridgeDriver {
 
     /// Connects a container's namespace to the bridge: a veth pair whose host end joins the
     /// bridge and whose other end is made inside the namespace under its final name, both up
-    /// (one request); then, in one round trip inside, the loopback up, the addresses and the
-    /// default routes to the gateways; then the port forwarding rules.
+    /// and with the plan's MTU (one request); then, in one round trip inside, the loopback up,
+    /// the addresses and the default routes to the gateways, with their own MTU; then the port
+    /// forwarding rules.
     /// On failure whatever was created is removed again.
     pub fn attach(&self, plan: &AttachPlan) -> Result<(), BridgeError> {
         let netns = Netns::open(&plan.netns)?;
@@ -118,10 +119,13 @@ impl BridgeDriver {
         let mut host = Netlink::open()?;
         // A pair left by an attach that crashed half-way goes first, so a retry succeeds.
         host.delete_link(&plan.host_veth)?;
-        host.create_veth_into(&plan.host_veth, &plan.bridge, &plan.ifname, netns)?;
-        netns
-            .netlink()?
-            .configure_link(&plan.ifname, &plan.addresses, &plan.gateways)?;
+        host.create_veth_into(&plan.host_veth, &plan.bridge, &plan.ifname, netns, plan.mtu)?;
+        netns.netlink()?.configure_link(
+            &plan.ifname,
+            &plan.addresses,
+            &plan.gateways,
+            Some(plan.default_route_mtu),
+        )?;
         self.nft.replace_rules(&plan.nat_tag, &plan.nat)?;
         tracing::info!(netns = %plan.netns.display(), host_veth = %plan.host_veth, "container attached");
         Ok(())

@@ -249,15 +249,16 @@ impl Netlink {
     }
 
     /// Creates a veth pair in one request: `name` here, attached to bridge `bridge` and up, and
-    /// its peer `peer` made directly inside the namespace open at `netns`, down. Creating the
-    /// peer in place spares moving it (`dev_change_net_namespace` waits for an RCU grace
-    /// period, milliseconds on a busy host) and renaming it.
+    /// its peer `peer` made directly inside the namespace open at `netns`, down; both ends
+    /// with MTU `mtu`. Creating the peer in place spares moving it (`dev_change_net_namespace`
+    /// waits for an RCU grace period, milliseconds on a busy host) and renaming it.
     pub fn create_veth_into(
         &mut self,
         name: &IfName,
         bridge: &IfName,
         peer: &IfName,
         netns: impl AsFd,
+        mtu: u32,
     ) -> Result<(), NetlinkError> {
         let master = self.link_index(bridge)?;
         let mut req = Request::link(
@@ -268,19 +269,24 @@ impl Netlink {
         );
         req.ifname(name.as_str())
             .master(master)
-            .veth_kind_in(peer.as_str(), netns.as_fd().as_raw_fd());
+            .mtu(mtu)
+            .veth_kind_in(peer.as_str(), netns.as_fd().as_raw_fd(), mtu);
         self.ack(req, || {
-            format!("create veth pair {name} on bridge {bridge} and {peer} in a network namespace")
+            format!(
+                "create veth pair {name} on bridge {bridge} and {peer} in a network namespace, MTU {mtu}"
+            )
         })
     }
 
     /// Configures link `name` in one round trip: brings `lo` and `name` up, adds `addresses`
-    /// to `name` (existing ones are kept) and a default route via each of `gateways`.
+    /// to `name` (existing ones are kept) and a default route via each of `gateways`, with
+    /// the route MTU `default_route_mtu` when given (else the link's).
     pub fn configure_link(
         &mut self,
         name: &IfName,
         addresses: &[ipnet::IpNet],
         gateways: &[IpAddr],
+        default_route_mtu: Option<u32>,
     ) -> Result<(), NetlinkError> {
         let index = self.link_index(name)?;
         let mut requests = vec![(
@@ -300,7 +306,7 @@ impl Netlink {
         }
         for gateway in gateways {
             requests.push((
-                Request::default_route(*gateway),
+                Request::default_route(*gateway, default_route_mtu),
                 format!("add default route via {gateway}"),
             ));
         }
@@ -355,7 +361,7 @@ impl Netlink {
 
     /// Sets the default route of `gateway`'s family to go via `gateway`.
     pub fn set_default_route(&mut self, gateway: IpAddr) -> Result<(), NetlinkError> {
-        let req = Request::default_route(gateway);
+        let req = Request::default_route(gateway, None);
         self.ack(req, || format!("add default route via {gateway}"))
     }
 

@@ -198,6 +198,81 @@ fn a_port_published_on_every_address_reaches_the_namespace_from_another_one() {
     net.teardown();
 }
 
+/// The MSS that the calling thread's namespace advertises on its one established TCP
+/// connection with local port `port` (`advmss`, from the route to the peer: the link's or the
+/// route's MTU less 40 bytes of headers and 12 of the timestamp option), as `ss` reports it.
+fn advertised_mss(port: u16) -> u32 {
+    let filter = format!("sport = :{port}");
+    let out = common::run("ss", &["-tinH", "state", "established", &filter]);
+    let values: Vec<u32> = out
+        .split_whitespace()
+        .filter_map(|token| token.strip_prefix("advmss:"))
+        .map(|value| value.parse().unwrap())
+        .collect();
+    assert_eq!(values.len(), 1, "one connection on port {port}: {out:?}");
+    values[0]
+}
+
+/// The MTU of link `name` in the calling thread's namespace.
+fn link_mtu(name: &str) -> u64 {
+    let link: serde_json::Value =
+        serde_json::from_str(&common::run("ip", &["-j", "link", "show", name])).unwrap();
+    link[0]["mtu"].as_u64().unwrap()
+}
+
+#[test]
+fn traffic_on_the_subnet_and_to_a_published_port_uses_64k_segments_and_traffic_beyond_1500() {
+    if !testudo_test_support::require_root() {
+        return;
+    }
+    let mut net = TestNet::new(8);
+    let (outside, server_ip) = outside_world(&mut net, 108);
+    let container = net.netns("c");
+    let port = free_loopback_port();
+    let lease = net.attach(&container, &[&format!("127.0.0.1:{port}:80")]);
+    let owner = container.path().file_name().unwrap().to_str().unwrap();
+    let host_veth = testudo_network::plan_detach(&net.network, owner).host_veth;
+
+    assert_eq!(container.run(|| link_mtu("eth0")).unwrap(), 65535);
+    assert_eq!(link_mtu(host_veth.as_str()), 65535);
+    assert_eq!(
+        link_mtu(net.network.bridge.as_str()),
+        65535,
+        "the bridge takes its port's MTU"
+    );
+    let routes: serde_json::Value = serde_json::from_str(
+        &container
+            .run(|| common::run("ip", &["-j", "route", "show", "default"]))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(routes[0]["metrics"][0]["mtu"], 1500, "{routes}");
+
+    // What the kernel makes of it: the container offers 64 KiB segments (1448 bytes at MTU
+    // 1500) to the host, directly or through the published port (masqueraded to the
+    // gateway), and Ethernet-sized ones to a peer beyond its subnet.
+    let container_addr = SocketAddr::new(IpAddr::V4(lease.ipv4), 80);
+    let server = listen_in(&container, container_addr);
+    for target in [container_addr, SocketAddr::from(([127, 0, 0, 1], port))] {
+        let client = connect(target);
+        let (accepted, _) = server.accept().unwrap();
+        assert_eq!(
+            container.run(|| advertised_mss(80)).unwrap(),
+            65483,
+            "to {target}"
+        );
+        drop((client, accepted));
+    }
+    let outside_addr = SocketAddr::new(IpAddr::V4(server_ip), 7003);
+    let server = listen_in(&outside, outside_addr);
+    let client = container.run(|| connect(outside_addr)).unwrap();
+    let (accepted, _) = server.accept().unwrap();
+    let local_port = client.local_addr().unwrap().port();
+    assert_eq!(container.run(|| advertised_mss(local_port)).unwrap(), 1448);
+    drop((client, accepted));
+    net.teardown();
+}
+
 #[test]
 fn attaching_to_a_path_that_is_not_a_netns_is_refused_by_name_and_leaves_nothing() {
     if !testudo_test_support::require_root() {

@@ -20,6 +20,7 @@ pub(crate) const NLM_F_EXCL: u16 = 0x200;
 pub(crate) const NLM_F_CREATE: u16 = 0x400;
 
 const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
@@ -34,6 +35,8 @@ const IFA_FLAGS: u16 = 8;
 const IFA_F_NODAD: u32 = 0x02;
 
 const RTA_GATEWAY: u16 = 5;
+const RTA_METRICS: u16 = 8;
+const RTAX_MTU: u16 = 2;
 const RT_TABLE_MAIN: u8 = 254;
 const RTPROT_STATIC: u8 = 4;
 const RT_SCOPE_UNIVERSE: u8 = 0;
@@ -124,8 +127,10 @@ impl Request {
         req
     }
 
-    /// `struct rtmsg` plus a gateway, for a default route in the main table.
-    pub(crate) fn default_route(gateway: IpAddr) -> Self {
+    /// `struct rtmsg` plus a gateway, for a default route in the main table; with `mtu`, the
+    /// route's MTU metric (`RTA_METRICS { RTAX_MTU }`), below the link's own. It is not
+    /// locked, so path MTU discovery can still lower it.
+    pub(crate) fn default_route(gateway: IpAddr, mtu: Option<u32>) -> Self {
         let mut req = Self::new(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE);
         req.buf.push(family(gateway));
         req.buf.extend_from_slice(&[0, 0, 0]); // dst_len 0: default; src_len; tos
@@ -135,6 +140,11 @@ impl Request {
         req.buf.push(RTN_UNICAST);
         req.buf.extend_from_slice(&0u32.to_ne_bytes());
         req.attr(RTA_GATEWAY, &addr_bytes(gateway));
+        if let Some(mtu) = mtu {
+            req.begin_nest(RTA_METRICS);
+            req.attr(RTAX_MTU, &mtu.to_ne_bytes());
+            req.end_nest();
+        }
         req
     }
 
@@ -155,6 +165,10 @@ impl Request {
         let mut bytes = name.as_bytes().to_vec();
         bytes.push(0);
         self.attr(IFLA_IFNAME, &bytes)
+    }
+
+    pub(crate) fn mtu(&mut self, mtu: u32) -> &mut Self {
+        self.attr(IFLA_MTU, &mtu.to_ne_bytes())
     }
 
     pub(crate) fn master(&mut self, index: u32) -> &mut Self {
@@ -190,17 +204,19 @@ impl Request {
     /// `IFLA_LINKINFO { IFLA_INFO_KIND "veth", IFLA_INFO_DATA { VETH_INFO_PEER { ifinfomsg,
     /// IFLA_IFNAME peer } } }`.
     pub(crate) fn veth_kind(&mut self, peer: &str) -> &mut Self {
-        self.veth_peer(peer, None)
+        self.veth_peer(peer, None, None)
     }
 
     /// Like [`Self::veth_kind`], with the peer created inside the namespace open at `netns`
-    /// (`IFLA_NET_NS_FD` in the peer's attributes). The peer cannot be created up: the kernel
-    /// opens it before the pair is linked, and refuses with `ENOTCONN`.
-    pub(crate) fn veth_kind_in(&mut self, peer: &str, netns: i32) -> &mut Self {
-        self.veth_peer(peer, Some(netns))
+    /// (`IFLA_NET_NS_FD` in the peer's attributes) with MTU `mtu` (the peer takes none of
+    /// the first end's attributes: without its own `IFLA_MTU` it gets the default 1500). The
+    /// peer cannot be created up: the kernel opens it before the pair is linked, and refuses
+    /// with `ENOTCONN`.
+    pub(crate) fn veth_kind_in(&mut self, peer: &str, netns: i32, mtu: u32) -> &mut Self {
+        self.veth_peer(peer, Some(netns), Some(mtu))
     }
 
-    fn veth_peer(&mut self, peer: &str, netns: Option<i32>) -> &mut Self {
+    fn veth_peer(&mut self, peer: &str, netns: Option<i32>, mtu: Option<u32>) -> &mut Self {
         self.begin_nest(IFLA_LINKINFO);
         self.attr(IFLA_INFO_KIND, b"veth\0");
         self.begin_nest(IFLA_INFO_DATA);
@@ -211,6 +227,9 @@ impl Request {
         self.buf.extend_from_slice(&VETH_INFO_PEER.to_ne_bytes());
         self.ifinfomsg(0, None);
         self.ifname(peer);
+        if let Some(mtu) = mtu {
+            self.mtu(mtu);
+        }
         if let Some(fd) = netns {
             self.netns_fd(fd);
         }
@@ -350,12 +369,16 @@ mod tests {
             0,
             Some(true),
         );
-        req.ifname("vh0").master(4).veth_kind_in("eth0", 9);
+        req.ifname("vh0")
+            .master(4)
+            .mtu(65535)
+            .veth_kind_in("eth0", 9, 65535);
         let bytes = req.finish(1).to_vec();
         assert_eq!(u32_at(&bytes, HEADER_LEN + 8).unwrap(), IFF_UP);
         let attrs: Vec<_> = attributes(&bytes[HEADER_LEN + IFINFOMSG_LEN..]).collect();
         assert_eq!(attrs[1], (IFLA_MASTER, &4u32.to_ne_bytes()[..]));
-        let info: Vec<_> = attributes(attrs[2].1).collect();
+        assert_eq!(attrs[2], (IFLA_MTU, &65535u32.to_ne_bytes()[..]));
+        let info: Vec<_> = attributes(attrs[3].1).collect();
         let data: Vec<_> = attributes(info[1].1).collect();
         let peer = data[0].1;
         let peer_attrs: Vec<_> = attributes(&peer[IFINFOMSG_LEN..]).collect();
@@ -363,9 +386,33 @@ mod tests {
             peer_attrs,
             vec![
                 (IFLA_IFNAME, &b"eth0\0"[..]),
+                (IFLA_MTU, &65535u32.to_ne_bytes()[..]),
                 (IFLA_NET_NS_FD, &9i32.to_ne_bytes()[..])
             ]
         );
+    }
+
+    /// `struct rtmsg` is 12 bytes: family, dst_len, src_len, tos, table, protocol, scope,
+    /// type, flags (u32).
+    const RTMSG_LEN: usize = 12;
+
+    #[test]
+    fn a_default_route_with_an_mtu_carries_it_in_its_metrics() {
+        let gateway = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let mut req = Request::default_route(gateway, Some(1500));
+        let bytes = req.finish(1).to_vec();
+        assert_eq!(u32_at(&bytes, 0).unwrap() as usize, bytes.len());
+        assert_eq!(bytes[HEADER_LEN + 1], 0, "dst_len 0: the default route");
+        let attrs: Vec<_> = attributes(&bytes[HEADER_LEN + RTMSG_LEN..]).collect();
+        assert_eq!(attrs[0], (RTA_GATEWAY, &[10, 0, 0, 1][..]));
+        assert_eq!(attrs[1].0, RTA_METRICS);
+        let metrics: Vec<_> = attributes(attrs[1].1).collect();
+        assert_eq!(metrics, vec![(RTAX_MTU, &1500u32.to_ne_bytes()[..])]);
+
+        let mut plain = Request::default_route(gateway, None);
+        let bytes = plain.finish(1).to_vec();
+        let attrs: Vec<_> = attributes(&bytes[HEADER_LEN + RTMSG_LEN..]).collect();
+        assert_eq!(attrs, vec![(RTA_GATEWAY, &[10, 0, 0, 1][..])]);
     }
 
     #[test]

@@ -87,6 +87,7 @@ fn a_container_gets_its_lease_a_default_route_and_stable_veth_names() {
         vec!["10.231.0.2/24".parse::<IpNet>().unwrap()]
     );
     assert_eq!(plan.gateways, vec!["10.231.0.1".parse::<IpAddr>().unwrap()]);
+    assert_eq!((plan.mtu, plan.default_route_mtu), (65535, 1500));
     assert_eq!(plan.ifname.as_str(), "eth0");
     assert!(plan.host_veth.as_str().starts_with("tv"));
     assert_eq!(plan.host_veth.as_str().len(), 14);
