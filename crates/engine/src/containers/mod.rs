@@ -590,7 +590,7 @@ impl ContainerService {
         self.start_monitor(&id, paths).await?;
         made.monitor = true;
 
-        let create = create_message(&id, &paths, &request);
+        let create = create_message(&id, paths, request);
         let (pid, _warnings) = self
             .monitor_call(&id, &paths.socket, move |client| client.create(create))
             .await?;
