@@ -40,8 +40,8 @@ pub(crate) struct ConfigArgs {
     /// A mount, type=TYPE,source=SRC,target=DST[,OPTION...]; repeatable
     #[arg(long = "mount", value_name = "type=..,source=..,target=..")]
     mounts: Vec<String>,
-    /// The network: bridge (the default network), a network's name, none, host, cni:CONFLIST
-    /// or ns:PATH
+    /// The network: bridge (the default network), a network's name, none, host, cni:CONFLIST,
+    /// ns:PATH or container:NAME (another container's network namespace)
     #[arg(long, default_value = "bridge")]
     network: String,
     /// Publish a port, [hostIP:]hostPort:containerPort[/tcp|udp]; repeatable
@@ -307,6 +307,34 @@ fn entrypoint(value: &str) -> Result<Vec<String>, CtlError> {
 
 impl ConfigArgs {
     /// The API's configuration from these flags.
+    /// `--network container:NAME` made `ns:PATH`, the path of that container's network
+    /// namespace on the daemon's host: its persistent one (bridge, CNI), else its process's.
+    pub(crate) async fn resolve_network(
+        mut self: Box<Self>,
+        client: &mut Client,
+        ns: &str,
+    ) -> Result<Box<Self>, CtlError> {
+        let Some(other) = self.network.strip_prefix("container:") else {
+            return Ok(self);
+        };
+        if other.is_empty() {
+            return Err(bad_flag("--network", &self.network, "container:NAME"));
+        }
+        let container = client.inspect_container(ns, other).await?;
+        let status = container.status.unwrap_or_default();
+        let path = match status.network {
+            Some(attachment) if !attachment.netns_path.is_empty() => attachment.netns_path,
+            _ if status.pid > 0 => format!("/proc/{}/ns/net", status.pid),
+            _ => {
+                return Err(CtlError::NoNetns {
+                    container: other.to_owned(),
+                })
+            }
+        };
+        self.network = format!("ns:{path}");
+        Ok(self)
+    }
+
     pub(crate) fn config(self: Box<Self>) -> Result<ContainerConfig, CtlError> {
         let mut mounts = self
             .volumes
@@ -518,6 +546,17 @@ pub(crate) async fn run(
     command: ContainerCommand,
 ) -> Result<u8, CtlError> {
     use ContainerCommand as C;
+    let command = match command {
+        C::Run { detach, rm, config } => C::Run {
+            detach,
+            rm,
+            config: config.resolve_network(client, ns).await?,
+        },
+        C::Create { config } => C::Create {
+            config: config.resolve_network(client, ns).await?,
+        },
+        other => other,
+    };
     match command {
         C::Run {
             detach: true,

@@ -136,6 +136,8 @@ enum ImageCommand {
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CtlError {
+    #[error("container {container} has no network namespace to join: it is not running and has no network of its own")]
+    NoNetns { container: String },
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]

@@ -108,7 +108,8 @@ pub(crate) async fn run(
     Ok(())
 }
 
-const NETWORK_FORMS: &str = "none, host, bridge, a network name, cni:CONFLIST or ns:PATH";
+const NETWORK_FORMS: &str =
+    "none, host, bridge, a network name, cni:CONFLIST, ns:PATH or container:NAME";
 const PUBLISH_FORM: &str = "[hostIP:]hostPort:containerPort[/tcp|udp]";
 
 /// A published port: `[hostIP:]hostPort:containerPort[/tcp|udp]`; an IPv6 host address goes

@@ -981,3 +981,65 @@ fn two_daemons_share_the_nftables_table_without_touching_each_others_rules() {
     );
     first.ok(&["rm", "-f", "web"]);
 }
+
+#[test]
+fn a_container_joins_the_network_namespace_of_another_by_name() {
+    let Some(daemon) = daemon_with_busybox(&[]) else {
+        return;
+    };
+    // A server in its own namespace, reached on that namespace's loopback by the joiner.
+    daemon.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pod",
+        IMAGE,
+        "sh",
+        "-c",
+        "while :; do echo hello over loopback | nc -l -p 7100; done",
+    ]);
+    let own = address(&daemon, "pod");
+    poll_until("the joined server to answer", || {
+        fetch(&daemon, "container:pod", "127.0.0.1", "7100") == "hello over loopback\n"
+    });
+    // The joiner has the other's interface and address, not one of its own.
+    let seen = daemon.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:pod",
+        IMAGE,
+        "ip",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(seen.contains(&format!("inet {own}/")), "{seen}");
+
+    // A container with neither a network of its own nor a process has nothing to join.
+    daemon.ok(&[
+        "create",
+        "--name",
+        "idle",
+        "--network",
+        "none",
+        IMAGE,
+        "true",
+    ]);
+    let refused = daemon.fails(&["run", "--rm", "--network", "container:idle", IMAGE, "true"]);
+    assert_eq!(
+        refused,
+        "testudoctl: container idle has no network namespace to join: it is not running and has no network of its own"
+    );
+    let missing = daemon.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        IMAGE,
+        "true",
+    ]);
+    assert!(missing.contains("nosuch"), "{missing}");
+    daemon.ok(&["rm", "-f", "pod", "idle"]);
+    assert!(names(&daemon.json(&["ps", "-a"])).is_empty());
+}
