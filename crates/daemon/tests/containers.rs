@@ -650,3 +650,39 @@ async fn bad_requests_get_the_right_status_and_leave_nothing() {
     .await
     .unwrap();
 }
+
+#[test]
+fn a_foreground_run_passes_its_signals_on_to_the_container() {
+    let Some(daemon) = daemon_with_busybox() else {
+        return;
+    };
+    let script = "trap 'echo got INT; exit 5' INT; trap 'echo got TERM; exit 6' TERM; \
+                  echo ready; while :; do sleep 0.1; done";
+    let mut run = std::process::Command::new(testudoctl())
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args([
+            "run", "--rm", "--name", "proxied", IMAGE, "sh", "-c", script,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(run.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // ctrl-c in a terminal: SIGINT to testudoctl, which passes it on.
+    let pid = run.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = run.wait().unwrap();
+    assert_eq!(rest, "got INT\n");
+    assert_eq!(status.code(), Some(5));
+    assert!(listed(&daemon, &["-a"]).is_empty());
+}
