@@ -206,11 +206,15 @@ class Testudo:
     def load(self, layout_tar):
         run(self.ctl(["image", "import", layout_tar]))
 
+    # `--network none`, as podman is run here and as `ctr run` does by default: the figures
+    # compare the daemons and monitors, not network setup (bench/network.py measures that).
     def run_rm_cmd(self, n):
-        return self.ctl(["run", "--rm", "--name", f"run-{n}", IMAGE_NAME, "true"])
+        return self.ctl(["run", "--rm", "--network", "none", "--name", f"run-{n}", IMAGE_NAME,
+                         "true"])
 
     def start_idle(self, n):
-        run(self.ctl(["run", "-d", "--name", f"idle-{n}", IMAGE_NAME, "sleep", "3600"]))
+        run(self.ctl(["run", "-d", "--network", "none", "--name", f"idle-{n}", IMAGE_NAME,
+                      "sleep", "3600"]))
 
     def remove_idle(self, n):
         run(self.ctl(["rm", "-f", f"idle-{n}"]))
