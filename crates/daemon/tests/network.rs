@@ -583,6 +583,14 @@ fn cni_networks_of_debians_plugins_connect_containers_and_leave_nothing() {
         failed.contains("CNI ADD of container") && failed.contains("no-such-plugin"),
         "{failed}"
     );
+    // Its namespace went with it (the DEL of the rollback passes over the missing plugin).
+    let failed_id = failed
+        .split("CNI ADD of container ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    let failed_netns = format!("/run/netns/testudo-{}", &failed_id[..48]);
+    assert!(!Path::new(&failed_netns).exists(), "{failed_netns} is left");
     assert!(names(&daemon.json(&["ps", "-a"])).is_empty());
 }
 

@@ -353,15 +353,28 @@ impl Cni {
             None => (list, &attachment.capability_args, None),
         };
         for plugin in list.plugins.iter().rev() {
-            self.run(
+            let deleted = self.run(
                 list,
                 plugin,
                 CniCommand::Del,
                 attachment,
                 capability_args,
                 prev,
-            )
-            .map_err(|source| self.plugin_error(CniCommand::Del, list, attachment, source))?;
+            );
+            match deleted {
+                // A plugin that cannot be found never ran for this container (an ADD that
+                // needed it failed there), so it has nothing to delete; without this rule a
+                // container of a broken configuration could never be removed.
+                Err(PluginError::NotFound { plugin, .. }) => {
+                    tracing::warn!(container_id = %attachment.container_id, network = %list.name,
+                        plugin, "CNI plugin not found: nothing of it to delete");
+                }
+                other => {
+                    other.map_err(|source| {
+                        self.plugin_error(CniCommand::Del, list, attachment, source)
+                    })?;
+                }
+            }
         }
         self.cache
             .remove(&list.name, &attachment.container_id, ifname)?;

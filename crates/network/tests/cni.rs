@@ -427,6 +427,11 @@ fn a_missing_plugin_binary_is_named_and_add_rolls_back() {
         "{err:?}"
     );
     assert_eq!(calls(&net), ["ok ADD", "ok DEL"]);
+    // A later DEL (a container being removed) passes over the plugin that does not exist.
+    net.cni()
+        .del(&net.list(), &unprivileged_attachment(&net))
+        .unwrap();
+    assert_eq!(calls(&net), ["ok ADD", "ok DEL", "ok DEL"]);
 }
 
 /// A failing plugin after the real bridge plugin: the rollback's DEL removes the veth and
