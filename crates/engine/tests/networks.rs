@@ -7,45 +7,14 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use testudo_engine::networks::{NetworkChoice, NetworkService, NetworkServiceConfig};
 use testudo_engine::state::{AttachmentKind, AttachmentRecord, NetworkRecord, StateDb};
 use testudo_network::{Lease, NetnsDir, NetnsName, Subnets};
-use testudo_test_support::require_root;
+use testudo_test_support::{require_root, ForwardingGuard};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// The forwarding sysctl the service turns on with a bridge network.
-const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-
-/// How many [`TestService`]s are alive, and `ip_forward` before the first one.
-static FORWARDING: Mutex<(usize, String)> = Mutex::new((0, String::new()));
-
-/// Held by every [`TestService`]: when the last one goes, `ip_forward` gets its old value back
-/// (counted: tests run in parallel, and one must not switch forwarding off under another).
-struct ForwardingGuard(());
-
-impl ForwardingGuard {
-    fn acquire() -> ForwardingGuard {
-        let mut state = FORWARDING.lock().unwrap_or_else(|e| e.into_inner());
-        if state.0 == 0 {
-            state.1 = std::fs::read_to_string(IP_FORWARD).unwrap_or_default();
-        }
-        state.0 += 1;
-        ForwardingGuard(())
-    }
-}
-
-impl Drop for ForwardingGuard {
-    fn drop(&mut self) {
-        let mut state = FORWARDING.lock().unwrap_or_else(|e| e.into_inner());
-        state.0 -= 1;
-        if state.0 == 0 && !state.1.is_empty() {
-            let _ = std::fs::write(IP_FORWARD, state.1.trim());
-        }
-    }
-}
 
 /// A default network of the test's own: bridge and /24 unused on the host, removed on drop.
 struct TestService {

@@ -30,6 +30,7 @@
 mod bundle;
 mod command;
 mod containerd;
+mod forwarding;
 mod image_layout;
 mod leak;
 mod mounts;
@@ -43,6 +44,7 @@ mod runtime;
 pub use bundle::{Bundle, CGROUP_PARENT};
 pub use command::{assert_success, error_chain};
 pub use containerd::{Containerd, CONTAINERD_NAMESPACE};
+pub use forwarding::ForwardingGuard;
 pub use image_layout::{
     host_architecture, BlobRef, Compression, ImageLayout, Layer, TestImage, WrittenImage,
     OCI_INDEX, OCI_MANIFEST,

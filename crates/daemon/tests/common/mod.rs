@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use testudo_test_support::ForwardingGuard;
 
 use rustix::process::{kill_process, Pid, Signal};
 
@@ -249,49 +250,6 @@ pub(crate) fn tagged_rules(tag: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// The forwarding sysctls that a daemon turns on with its first bridge network (IPv6 for a
-/// network with an IPv6 subnet).
-const FORWARDING_SYSCTLS: [&str; 2] = [
-    "/proc/sys/net/ipv4/ip_forward",
-    "/proc/sys/net/ipv6/conf/all/forwarding",
-];
-
-/// How many daemons of this test binary are alive, and the sysctls before the first started.
-static FORWARDING: std::sync::Mutex<(usize, Vec<String>)> = std::sync::Mutex::new((0, Vec::new()));
-
-/// Held by every [`Daemon`]: when the last one of a test binary goes, the forwarding sysctls
-/// get back the values they had before the first one started. Counted, because tests run in
-/// parallel and one must not switch forwarding off under another.
-pub(crate) struct ForwardingGuard(());
-
-impl ForwardingGuard {
-    pub(crate) fn acquire() -> ForwardingGuard {
-        let mut state = FORWARDING.lock().unwrap_or_else(|e| e.into_inner());
-        if state.0 == 0 {
-            state.1 = FORWARDING_SYSCTLS
-                .iter()
-                .map(|path| std::fs::read_to_string(path).unwrap_or_default())
-                .collect();
-        }
-        state.0 += 1;
-        ForwardingGuard(())
-    }
-}
-
-impl Drop for ForwardingGuard {
-    fn drop(&mut self) {
-        let mut state = FORWARDING.lock().unwrap_or_else(|e| e.into_inner());
-        state.0 -= 1;
-        if state.0 == 0 {
-            for (path, value) in FORWARDING_SYSCTLS.iter().zip(&state.1) {
-                if !value.is_empty() {
-                    let _ = std::fs::write(path, value.trim());
-                }
-            }
-        }
-    }
 }
 
 /// Every daemon of a test directory appends its log to `<dir>/testudod.log`.

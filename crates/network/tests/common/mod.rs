@@ -9,56 +9,13 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use testudo_network::{
     plan_attach, plan_detach, plan_network, AttachRequest, BridgeDriver, BridgeNetwork, IfName,
     IpamStore, Lease, Netns, NetnsDir, NetnsName, Nft, PortMapping, Subnets,
 };
-
-/// The forwarding sysctls the tests turn on (bridge setup, the CNI bridge plugin).
-const FORWARDING_SYSCTLS: [&str; 2] = [
-    "/proc/sys/net/ipv4/ip_forward",
-    "/proc/sys/net/ipv6/conf/all/forwarding",
-];
-
-/// How many tests hold a [`ForwardingGuard`], and the sysctl values before the first took it.
-static FORWARDING: Mutex<(usize, Vec<String>)> = Mutex::new((0, Vec::new()));
-
-/// Held by every test that may turn forwarding on: when the last holder of a test binary lets
-/// go, the forwarding sysctls get back the values they had before the first one took it, so
-/// the tests do not leave a host forwarding that did not before. Counted, because tests run in
-/// parallel and one must not switch forwarding off under another.
-pub struct ForwardingGuard(());
-
-impl ForwardingGuard {
-    pub fn acquire() -> Self {
-        let mut state = FORWARDING.lock().unwrap_or_else(|e| e.into_inner());
-        if state.0 == 0 {
-            state.1 = FORWARDING_SYSCTLS
-                .iter()
-                .map(|path| std::fs::read_to_string(path).unwrap_or_default())
-                .collect();
-        }
-        state.0 += 1;
-        Self(())
-    }
-}
-
-impl Drop for ForwardingGuard {
-    fn drop(&mut self) {
-        let mut state = FORWARDING.lock().unwrap_or_else(|e| e.into_inner());
-        state.0 -= 1;
-        if state.0 == 0 {
-            for (path, value) in FORWARDING_SYSCTLS.iter().zip(&state.1) {
-                if !value.is_empty() {
-                    let _ = std::fs::write(path, value.trim());
-                }
-            }
-        }
-    }
-}
+pub use testudo_test_support::ForwardingGuard;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
