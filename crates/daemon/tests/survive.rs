@@ -89,24 +89,6 @@ fn assert_no_gap(name: &str, output: &str) -> u64 {
     numbers.last().copied().unwrap_or_default()
 }
 
-/// The last number container `name` has logged, read from its log file on the host (in the CRI
-/// format), so that it can be read while no daemon runs.
-fn last_logged(daemon: &Daemon, name: &str) -> Option<u64> {
-    let log = std::fs::read_to_string(daemon.log_root().join(format!("default/{name}.log")))
-        .unwrap_or_default();
-    log.lines()
-        .rev()
-        .filter_map(|line| line.splitn(4, ' ').nth(3))
-        .find_map(|n| n.parse().ok())
-}
-
-/// Waits until container `name` has logged a number past `after`.
-fn logs_past(daemon: &Daemon, name: &str, after: u64) {
-    poll_until(&format!("{name} to log past {after}"), || {
-        last_logged(daemon, name).is_some_and(|n| n > after)
-    });
-}
-
 /// One container of the test: its name, id and pid.
 struct Counter {
     name: String,

@@ -86,22 +86,6 @@ fn inheritable(pid: i32) -> Vec<u32> {
         .collect()
 }
 
-/// The last number container `name` has logged, from its log file on the host.
-fn last_logged(daemon: &Daemon, name: &str) -> Option<u64> {
-    let log = std::fs::read_to_string(daemon.log_root().join(format!("default/{name}.log")))
-        .unwrap_or_default();
-    log.lines()
-        .rev()
-        .filter_map(|line| line.splitn(4, ' ').nth(3))
-        .find_map(|n| n.parse().ok())
-}
-
-fn logs_past(daemon: &Daemon, name: &str, after: u64) {
-    poll_until(&format!("{name} to log past {after}"), || {
-        last_logged(daemon, name).is_some_and(|n| n > after)
-    });
-}
-
 /// Asserts that `output` is the counter's sequence from 0, each number once.
 fn assert_every_number_once(output: &str) {
     let numbers: Vec<u64> = output.lines().map(|l| l.parse().unwrap()).collect();
