@@ -2,9 +2,9 @@
 //! `ContainerConfig`, and the foreground `run` (output streamed, the container's exit code
 //! returned).
 
+use crate::signals::{self, Signals};
 use std::io::Write;
 use std::time::Duration;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -526,7 +526,7 @@ async fn run_foreground(
 ) -> Result<(String, Result<i32, CtlError>), CtlError> {
     let id = client.create_container(ns, config).await?;
     let outcome = async {
-        let mut signals = ProxiedSignals::watch()?;
+        let mut signals = Signals::watch(&signals::PROXIED)?;
         client.start_container(ns, &id).await?;
         let request = LogsRequest {
             namespace: ns.to_owned(),
@@ -538,7 +538,7 @@ async fn run_foreground(
         let mut proxy = client.clone();
         tokio::select! {
             printed = print_logs(client, request) => printed?,
-            never = signals.forward(&mut proxy, ns, &id) => match never {},
+            never = forward_signals(&mut signals, &mut proxy, ns, &id) => match never {},
         }
         Ok(client.wait_container(ns, &id).await?.exit_code)
     }
@@ -546,53 +546,19 @@ async fn run_foreground(
     Ok((id, outcome))
 }
 
-/// The signals a foreground `run` passes on to its container (those a terminal or `kill`
-/// sends to a foreground job; not SIGKILL, SIGSTOP or the terminal's job control).
-struct ProxiedSignals {
-    interrupt: Signal,
-    terminate: Signal,
-    hangup: Signal,
-    quit: Signal,
-    user1: Signal,
-    user2: Signal,
-}
-
-impl ProxiedSignals {
-    fn watch() -> Result<ProxiedSignals, CtlError> {
-        let watch = |kind| signal(kind).map_err(CtlError::Signals);
-        Ok(ProxiedSignals {
-            interrupt: watch(SignalKind::interrupt())?,
-            terminate: watch(SignalKind::terminate())?,
-            hangup: watch(SignalKind::hangup())?,
-            quit: watch(SignalKind::quit())?,
-            user1: watch(SignalKind::user_defined1())?,
-            user2: watch(SignalKind::user_defined2())?,
-        })
-    }
-
-    /// Sends each signal that comes to container `id`, until dropped. A signal the container
-    /// can no longer get (it is exiting) is dropped: the log stream tells how it ended.
-    async fn forward(
-        &mut self,
-        client: &mut Client,
-        ns: &str,
-        id: &str,
-    ) -> std::convert::Infallible {
-        loop {
-            let kind = tokio::select! {
-                Some(()) = self.interrupt.recv() => SignalKind::interrupt(),
-                Some(()) = self.terminate.recv() => SignalKind::terminate(),
-                Some(()) = self.hangup.recv() => SignalKind::hangup(),
-                Some(()) = self.quit.recv() => SignalKind::quit(),
-                Some(()) = self.user1.recv() => SignalKind::user_defined1(),
-                Some(()) = self.user2.recv() => SignalKind::user_defined2(),
-                // The signal driver is gone: nothing more can come.
-                else => return std::future::pending().await,
-            };
-            let number = kind.as_raw_value().to_string();
-            if let Err(e) = client.kill_container(ns, id, &number).await {
-                eprintln!("testudoctl: signal {number} not passed on: {e}");
-            }
+/// Sends each signal of `signals` that comes to container `id`, until dropped. A signal the
+/// container can no longer get (it is exiting) is reported and dropped: the log stream tells
+/// how it ended.
+async fn forward_signals(
+    signals: &mut Signals,
+    client: &mut Client,
+    ns: &str,
+    id: &str,
+) -> std::convert::Infallible {
+    loop {
+        let number = signals.next().await.to_string();
+        if let Err(e) = client.kill_container(ns, id, &number).await {
+            eprintln!("testudoctl: signal {number} not passed on: {e}");
         }
     }
 }

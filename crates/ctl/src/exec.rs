@@ -23,6 +23,7 @@ use testudo_client::{Client, Code, ProcessEvent, ProcessInput, ProcessOutput};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::signals::{self, Signals};
 use crate::terminal::{self, DetachKeys, RawMode, Typed};
 use crate::CtlError;
 
@@ -196,33 +197,6 @@ fn warn_without_terminal(session: Session) {
     }
 }
 
-/// The signals that end a session.
-struct EndSignals {
-    interrupt: Signal,
-    terminate: Signal,
-    hangup: Signal,
-}
-
-impl EndSignals {
-    fn watch() -> Result<EndSignals, CtlError> {
-        let watch = |kind| signal(kind).map_err(CtlError::Signals);
-        Ok(EndSignals {
-            interrupt: watch(SignalKind::interrupt())?,
-            terminate: watch(SignalKind::terminate())?,
-            hangup: watch(SignalKind::hangup())?,
-        })
-    }
-
-    /// The number of the next signal that comes.
-    async fn next(&mut self) -> i32 {
-        tokio::select! {
-            _ = self.interrupt.recv() => 2,
-            _ = self.terminate.recv() => 15,
-            _ = self.hangup.recv() => 1,
-        }
-    }
-}
-
 /// Relays until the process ends, the user detaches or a signal comes. The raw mode guard is
 /// held here, so every way out of this function restores the terminal.
 async fn relay(
@@ -232,7 +206,7 @@ async fn relay(
 ) -> Result<Ended, CtlError> {
     let stdin = rustix::stdio::stdin();
     let local_terminal = session.tty && terminal::is_terminal(stdin);
-    let mut ends = EndSignals::watch()?;
+    let mut ends = Signals::watch(&signals::ENDING)?;
     let raw = (local_terminal && session.stdin)
         .then(|| RawMode::enable(stdin).map_err(CtlError::Terminal))
         .transpose()?;

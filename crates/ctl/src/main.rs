@@ -20,6 +20,7 @@ mod exec;
 mod monitor;
 mod network;
 mod output;
+mod signals;
 mod terminal;
 
 use std::path::PathBuf;
