@@ -39,6 +39,15 @@ pub mod namespaces {
     }
 }
 
+/// Cells: groups of containers sharing a monitor and a network namespace: `testudo.cells.v1`.
+pub mod cells {
+    /// Version 1.
+    #[allow(clippy::all)]
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/testudo.cells.v1.rs"));
+    }
+}
+
 /// Containers: lifecycle, logs, exec, attach and stats: `testudo.containers.v1`.
 pub mod containers {
     /// Version 1.

@@ -6,6 +6,7 @@
 //! management. The messages are `testudo-api`'s, re-exported as [`namespaces`], [`images`],
 //! [`containers`], [`networks`] and [`events`], so callers need no other crate for them.
 
+mod cell_calls;
 mod network_calls;
 mod process;
 mod tls;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use futures_util::stream::{self, StreamExt};
 use hyper_util::rt::TokioIo;
+use testudo_api::cells::v1::cells_service_client::CellsServiceClient;
 use testudo_api::containers::v1::containers_service_client::ContainersServiceClient;
 use testudo_api::containers::v1::{
     Container, ContainerConfig, ContainerState, CreateRequest as CreateContainerRequest,
@@ -39,6 +41,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
 
 pub use process::{ProcessEvent, ProcessInput, ProcessOutput};
+pub use testudo_api::cells::v1 as cells;
 pub use testudo_api::containers::v1 as containers;
 pub use testudo_api::events::v1 as events;
 pub use testudo_api::images::v1 as images;
@@ -166,6 +169,7 @@ pub struct Client {
     images: ImagesServiceClient<Channel>,
     containers: ContainersServiceClient<Channel>,
     networks: NetworksServiceClient<Channel>,
+    cells: CellsServiceClient<Channel>,
     events: EventsServiceClient<Channel>,
 }
 
@@ -275,6 +279,7 @@ impl Client {
             images: ImagesServiceClient::new(channel.clone()),
             containers: ContainersServiceClient::new(channel.clone()),
             networks: NetworksServiceClient::new(channel.clone()),
+            cells: CellsServiceClient::new(channel.clone()),
             events: EventsServiceClient::new(channel),
         }
     }

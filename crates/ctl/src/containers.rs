@@ -42,9 +42,12 @@ pub(crate) struct ConfigArgs {
     #[arg(long = "mount", value_name = "type=..,source=..,target=..")]
     mounts: Vec<String>,
     /// The network: bridge (the default network), a network's name, none, host, cni:CONFLIST,
-    /// ns:PATH or container:NAME (another container's network namespace)
-    #[arg(long, default_value = "bridge")]
-    network: String,
+    /// ns:PATH or container:NAME (another container's network namespace) [default: bridge]
+    #[arg(long)]
+    network: Option<String>,
+    /// The cell to join: the container shares its monitor and network (no --network then)
+    #[arg(long)]
+    cell: Option<String>,
     /// Publish a port, [hostIP:]hostPort:containerPort[/tcp|udp]; repeatable
     #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     publish: Vec<String>,
@@ -182,7 +185,7 @@ pub(crate) fn bad_flag(flag: &'static str, value: &str, expected: &'static str) 
 }
 
 /// `KEY=VALUE` pairs.
-fn pairs(
+pub(crate) fn pairs(
     flag: &'static str,
     values: &[String],
 ) -> Result<std::collections::HashMap<String, String>, CtlError> {
@@ -315,12 +318,18 @@ impl ConfigArgs {
         client: &mut Client,
         ns: &str,
     ) -> Result<Box<Self>, CtlError> {
-        let Some(other) = self.network.strip_prefix("container:") else {
+        let Some(other) = self
+            .network
+            .as_deref()
+            .and_then(|n| n.strip_prefix("container:"))
+            .map(str::to_owned)
+        else {
             return Ok(self);
         };
         if other.is_empty() {
-            return Err(bad_flag("--network", &self.network, "container:NAME"));
+            return Err(bad_flag("--network", "container:", "container:NAME"));
         }
+        let other = other.as_str();
         let container = client.inspect_container(ns, other).await?;
         let status = container.status.unwrap_or_default();
         let path = match status.network {
@@ -332,7 +341,7 @@ impl ConfigArgs {
                 })
             }
         };
-        self.network = format!("ns:{path}");
+        self.network = Some(format!("ns:{path}"));
         Ok(self)
     }
 
@@ -345,6 +354,15 @@ impl ConfigArgs {
         for m in &self.mounts {
             mounts.push(mount(m)?);
         }
+        let network = match (&self.cell, &self.network) {
+            (Some(_), Some(_)) => return Err(CtlError::NetworkInCell),
+            (Some(_), None) if !self.publish.is_empty() => return Err(CtlError::NetworkInCell),
+            (Some(_), None) => None,
+            (None, network) => Some(crate::network::network_mode(
+                network.as_deref().unwrap_or("bridge"),
+                &self.publish,
+            )?),
+        };
         let resources = Resources {
             cpu_millicores: self.cpus.as_deref().map(millicores).transpose()?,
             memory_bytes: self.memory.as_deref().map(bytes).transpose()?,
@@ -367,7 +385,7 @@ impl ConfigArgs {
             working_dir: self.workdir.unwrap_or_default(),
             user: self.user.unwrap_or_default(),
             mounts,
-            network: Some(crate::network::network_mode(&self.network, &self.publish)?),
+            network,
             resources: Some(resources),
             restart_policy: Some(restart(&self.restart)?),
             init: self.init,
@@ -376,6 +394,7 @@ impl ConfigArgs {
             // Only the foreground `run -i` sets it, as it attaches first.
             stdin_once: false,
             auto_remove: false,
+            cell: self.cell.unwrap_or_default(),
         })
     }
 }

@@ -2,7 +2,8 @@
 //! with mutual TLS (`connect.rs`): namespaces, images, containers (`run`, `create`, `start`,
 //! `stop`, `kill`, `rm`, `ps`, `inspect`, `logs`, `wait`, `stats`, with podman's flags; `run`
 //! and `create` attach to the default bridge network unless `--network` says otherwise),
-//! networks (`network create|ls|inspect|rm`, `network.rs`), `events` (a stream, one line per
+//! networks (`network create|ls|inspect|rm`, `network.rs`), cells (`cell create|ls|inspect|rm`,
+//! `cells.rs`; `run --cell` joins one), `events` (a stream, one line per
 //! event), `exec`, `attach` and `run -i`/`-t` with a local terminal (`exec.rs`, `terminal.rs`),
 //! `monitor upgrade` (`monitor.rs`) and `certs`, which writes a development CA and certificates
 //! for TCP (`certs.rs`). Human tables by default, `--json` for scripts; an error is one line,
@@ -12,6 +13,7 @@
 //! Non-goals: any logic the daemon owns (validation, defaults beyond the namespace); this binary
 //! parses flags, calls `testudo-client` and prints.
 
+mod cells;
 mod certs;
 mod connect;
 mod containers;
@@ -64,6 +66,9 @@ enum Command {
     /// Bridge networks of the node (shared by every namespace)
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Cells of the namespace: groups of containers sharing one monitor and one network
+    #[command(subcommand)]
+    Cell(cells::CellCommand),
     #[command(flatten)]
     Container(containers::ContainerCommand),
     /// Run a command in a running container; exit with its status
@@ -175,6 +180,8 @@ pub(crate) enum CtlError {
     NoExit,
     #[error("--publish needs a bridge or CNI network, not --network {network}")]
     PublishWithout { network: String },
+    #[error("a container in a cell shares the cell's network: give --network and --publish to `cell create`")]
+    NetworkInCell,
 }
 
 pub(crate) fn print_json(value: &serde_json::Value) {
@@ -286,6 +293,7 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
         Command::Exec(args) => return exec::exec(&mut client, ns, args).await,
         Command::Attach(args) => return exec::attach(&mut client, ns, args).await,
         Command::Network(command) => network::run(&mut client, cli.json, command).await?,
+        Command::Cell(command) => cells::run(&mut client, ns, cli.json, command).await?,
         Command::Container(command) => {
             return containers::run(&mut client, ns, cli.json, command).await;
         }

@@ -4,7 +4,6 @@
 //! the rest of the stream. Inspect reports no image digest and no restart count yet: the engine's
 //! record holds neither.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +28,7 @@ use crate::namespaces::timestamp;
 use crate::request::{
     api_ports, container_config, container_ref, create_request, exec_request, signal, RequestError,
 };
-use crate::status::{blocking, CallError};
+use crate::status::{blocking, offload, CallError};
 use crate::stdio::{self, Call, ClientMessage, ServerMessage};
 use crate::Engine;
 
@@ -50,20 +49,6 @@ impl Containers {
         Containers { engine }
     }
 
-    /// Runs `call` on the engine's container service on tokio's blocking pool, driven by a
-    /// `block_on` there: the service's async methods read the state database synchronously,
-    /// which must not hold up the async threads that serve every other call.
-    async fn offload<T, F, Fut>(&self, call: F) -> Result<T, CallError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Arc<Engine>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, engine::ContainerError>>,
-    {
-        let engine = self.engine.clone();
-        let runtime = tokio::runtime::Handle::current();
-        Ok(tokio::task::spawn_blocking(move || runtime.block_on(call(engine))).await??)
-    }
-
     /// The container, brought up to date with its monitor.
     async fn inspect_record(
         &self,
@@ -71,8 +56,10 @@ impl Containers {
         container: &str,
     ) -> Result<ContainerRecord, CallError> {
         let (ns, c) = (namespace.to_owned(), container.to_owned());
-        self.offload(move |e| async move { e.containers.inspect(&ns, &c).await })
-            .await
+        offload(&self.engine, move |e| async move {
+            e.containers.inspect(&ns, &c).await
+        })
+        .await
     }
 
     /// The container, which must be in one of `states` for `action`.
@@ -126,7 +113,7 @@ fn container_config_of(record: &ContainerRecord) -> Result<engine::CreateRequest
 }
 
 /// The API's form of a container's network attachment.
-fn network_attachment(attachment: AttachmentRecord) -> NetworkAttachment {
+pub(crate) fn network_attachment(attachment: AttachmentRecord) -> NetworkAttachment {
     NetworkAttachment {
         network: attachment.network,
         netns_path: attachment.netns.to_string_lossy().into_owned(),
@@ -188,19 +175,22 @@ impl ContainersService for Containers {
         let RunRequest { namespace, config } = request.into_inner();
         let request = create_request(config).map_err(CallError::from)?;
         let ns = namespace.clone();
-        let created = self
-            .offload(move |e| async move { e.containers.create(&ns, request).await })
-            .await?;
+        let created = offload(&self.engine, move |e| async move {
+            e.containers.create(&ns, request).await
+        })
+        .await?;
         let (ns, id) = (namespace.clone(), created.id.clone());
-        let started = self
-            .offload(move |e| async move { e.containers.start(&ns, &id).await })
-            .await;
+        let started = offload(&self.engine, move |e| async move {
+            e.containers.start(&ns, &id).await
+        })
+        .await;
         if let Err(e) = started {
             // Nothing of a failed run is left behind.
             let (ns, id) = (namespace.clone(), created.id.clone());
-            let undone = self
-                .offload(move |e| async move { e.containers.delete(&ns, &id, true).await })
-                .await;
+            let undone = offload(&self.engine, move |e| async move {
+                e.containers.delete(&ns, &id, true).await
+            })
+            .await;
             if let Err(undo) = undone {
                 tracing::warn!(container_id = %created.id, error = %undo, "cannot undo a failed run");
             }
@@ -217,9 +207,10 @@ impl ContainersService for Containers {
         let CreateRequest { namespace, config } = request.into_inner();
         let request = create_request(config).map_err(CallError::from)?;
         let ns = namespace.clone();
-        let created = self
-            .offload(move |e| async move { e.containers.create(&ns, request).await })
-            .await?;
+        let created = offload(&self.engine, move |e| async move {
+            e.containers.create(&ns, request).await
+        })
+        .await?;
         tracing::info!(namespace, container_id = %created.id, name = %created.name, "container created");
         Ok(Response::new(CreateResponse { id: created.id }))
     }
@@ -234,9 +225,10 @@ impl ContainersService for Containers {
         } = request.into_inner();
         let container = container_ref(&container).map_err(CallError::from)?;
         let (ns, c) = (namespace.clone(), container.to_owned());
-        let started = self
-            .offload(move |e| async move { e.containers.start(&ns, &c).await })
-            .await?;
+        let started = offload(&self.engine, move |e| async move {
+            e.containers.start(&ns, &c).await
+        })
+        .await?;
         tracing::info!(namespace, container_id = %started.id, "container started");
         Ok(Response::new(StartResponse {}))
     }
@@ -267,9 +259,10 @@ impl ContainersService for Containers {
         };
         let number = signal(&signal_name, default).map_err(CallError::from)?;
         let (ns, id) = (namespace.clone(), record.id.clone());
-        let stopped = self
-            .offload(move |e| async move { e.containers.stop(&ns, &id, number, timeout).await })
-            .await?;
+        let stopped = offload(&self.engine, move |e| async move {
+            e.containers.stop(&ns, &id, number, timeout).await
+        })
+        .await?;
         tracing::info!(namespace, container_id = %stopped.id, "container stopped");
         Ok(Response::new(StopResponse {
             exit_code: stopped.exit_code.unwrap_or_default(),
@@ -288,8 +281,10 @@ impl ContainersService for Containers {
             .expect_state(&namespace, container, &[status::RUNNING], "kill")
             .await?;
         let (ns, id) = (namespace.clone(), record.id.clone());
-        self.offload(move |e| async move { e.containers.kill(&ns, &id, number).await })
-            .await?;
+        offload(&self.engine, move |e| async move {
+            e.containers.kill(&ns, &id, number).await
+        })
+        .await?;
         tracing::info!(namespace, container_id = %record.id, signal = number, "container signalled");
         Ok(Response::new(KillResponse {}))
     }
@@ -305,8 +300,10 @@ impl ContainersService for Containers {
         } = request.into_inner();
         let container = container_ref(&container).map_err(CallError::from)?;
         let (ns, c) = (namespace.clone(), container.to_owned());
-        self.offload(move |e| async move { e.containers.delete(&ns, &c, force).await })
-            .await?;
+        offload(&self.engine, move |e| async move {
+            e.containers.delete(&ns, &c, force).await
+        })
+        .await?;
         tracing::info!(namespace, container, force, "container deleted");
         Ok(Response::new(DeleteResponse {}))
     }
@@ -361,9 +358,10 @@ impl ContainersService for Containers {
         let mut containers = Vec::new();
         for namespace in namespaces {
             let ns = namespace.clone();
-            let listed = self
-                .offload(move |e| async move { e.containers.list(&ns).await })
-                .await;
+            let listed = offload(&self.engine, move |e| async move {
+                e.containers.list(&ns).await
+            })
+            .await;
             let records = match listed {
                 Ok(records) => records,
                 // Deleted since it was listed: it holds nothing now.
@@ -393,9 +391,10 @@ impl ContainersService for Containers {
         } = request.into_inner();
         let container = container_ref(&container).map_err(CallError::from)?;
         let (ns, c) = (namespace.clone(), container.to_owned());
-        let exit_code = self
-            .offload(move |e| async move { e.containers.wait(&ns, &c).await })
-            .await?;
+        let exit_code = offload(&self.engine, move |e| async move {
+            e.containers.wait(&ns, &c).await
+        })
+        .await?;
         let record = self.inspect_record(&namespace, container).await?;
         Ok(Response::new(WaitResponse {
             exit_code,
@@ -425,9 +424,10 @@ impl ContainersService for Containers {
             tail,
         };
         let (ns, c) = (namespace.clone(), container.to_owned());
-        let records = self
-            .offload(move |e| async move { e.containers.logs(&ns, &c, options).await })
-            .await?;
+        let records = offload(&self.engine, move |e| async move {
+            e.containers.logs(&ns, &c, options).await
+        })
+        .await?;
         let stream = ReceiverStream::new(records).map(|record| match record {
             Ok(record) => Ok(LogsResponse {
                 time: Some(record.time.into()),
@@ -467,9 +467,10 @@ impl ContainersService for Containers {
             .expect_state(&namespace, &container, &[status::RUNNING], "exec in it")
             .await?;
         let (ns, id) = (namespace.clone(), record.id.clone());
-        let io = self
-            .offload(move |e| async move { e.containers.exec(&ns, &id, exec).await })
-            .await?;
+        let io = offload(&self.engine, move |e| async move {
+            e.containers.exec(&ns, &id, exec).await
+        })
+        .await?;
         tracing::debug!(namespace, container_id = %record.id, "exec process started");
         let call = Call {
             name: "exec",
@@ -517,9 +518,10 @@ impl ContainersService for Containers {
         let refuse_stdin = (!container_config_of(&record)?.stdin)
             .then_some((|container| CallError::NoStdin { container }) as fn(String) -> CallError);
         let (ns, id) = (namespace.clone(), record.id.clone());
-        let io = self
-            .offload(move |e| async move { e.containers.attach(&ns, &id).await })
-            .await?;
+        let io = offload(&self.engine, move |e| async move {
+            e.containers.attach(&ns, &id).await
+        })
+        .await?;
         tracing::debug!(namespace, container_id = %record.id, "client attached");
         let call = Call {
             name: "attach",
@@ -551,9 +553,10 @@ impl ContainersService for Containers {
         } = request.into_inner();
         let container = container_ref(&container).map_err(CallError::from)?;
         let (ns, c) = (namespace.clone(), container.to_owned());
-        let stats = self
-            .offload(move |e| async move { e.containers.stats(&ns, &c).await })
-            .await?;
+        let stats = offload(&self.engine, move |e| async move {
+            e.containers.stats(&ns, &c).await
+        })
+        .await?;
         Ok(Response::new(StatsResponse {
             time: Some(stats.time.into()),
             cpu: Some(CpuStats {
@@ -585,9 +588,10 @@ impl ContainersService for Containers {
             container_ref(container).map_err(CallError::from)?;
         }
         let ns = namespace.clone();
-        let results = self
-            .offload(move |e| async move { e.containers.upgrade_monitors(&ns, &containers).await })
-            .await?;
+        let results = offload(&self.engine, move |e| async move {
+            e.containers.upgrade_monitors(&ns, &containers).await
+        })
+        .await?;
         let upgrades = results
             .into_iter()
             .map(|result| {

@@ -17,6 +17,7 @@
 //! - Calls that block on the state database or the image store run on tokio's blocking pool.
 //! - Logs go to standard error through `tracing-subscriber`'s fmt layer, at `--log-level`.
 
+mod cells;
 mod containers;
 mod events;
 mod images;
@@ -33,6 +34,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use testudo_api::cells::v1::cells_service_server::CellsServiceServer;
 use testudo_api::containers::v1::containers_service_server::ContainersServiceServer;
 use testudo_api::events::v1::events_service_server::EventsServiceServer;
 use testudo_api::images::v1::images_service_server::ImagesServiceServer;
@@ -274,6 +276,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         .add_service(NetworksServiceServer::new(networks::Networks::new(
             engine.clone(),
         )))
+        .add_service(CellsServiceServer::new(cells::Cells::new(engine.clone())))
         .add_service(ContainersServiceServer::new(containers::Containers::new(
             engine,
         )));

@@ -164,6 +164,7 @@ mod tests {
                 labels: Default::default(),
                 restart_count: 0,
                 stop_requested: false,
+                cell: None,
             })
             .unwrap();
 
@@ -171,7 +172,7 @@ mod tests {
         assert_eq!(refused.code(), Code::FailedPrecondition);
         assert_eq!(
             refused.message(),
-            "namespace \"acme\" still holds 1 container(s) and 0 image(s)"
+            "namespace \"acme\" still holds 1 container(s), 0 cell(s) and 0 image(s)"
         );
         assert_eq!(engine.state.containers(&acme).unwrap().len(), 1);
 

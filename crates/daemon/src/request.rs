@@ -35,8 +35,12 @@ pub(crate) enum RequestError {
     NoConfig,
     #[error("no image given")]
     NoImage,
-    #[error("invalid container name {name:?}: {reason}")]
-    ContainerName { name: String, reason: String },
+    #[error("invalid {what} name {name:?}: {reason}")]
+    Name {
+        what: &'static str,
+        name: String,
+        reason: String,
+    },
     #[error("no container given")]
     NoContainer,
     #[error("mount target {target:?} is not an absolute path")]
@@ -151,17 +155,18 @@ impl ImageReference {
     }
 }
 
-/// A container's name as the API allows it: the engine's name rule, and not the shape of an id
-/// (64 hexadecimal digits), so that a name and an id never collide.
-pub(crate) fn container_name(name: &str) -> Result<String, RequestError> {
-    let bad = |reason: String| RequestError::ContainerName {
+/// A container's (or cell's, as `what` says) name as the API allows it: the engine's name rule,
+/// and not the shape of an id (64 hexadecimal digits), so that a name and an id never collide.
+pub(crate) fn object_name(what: &'static str, name: &str) -> Result<String, RequestError> {
+    let bad = |reason: String| RequestError::Name {
+        what,
         name: name.to_owned(),
         reason,
     };
     if is_id(name) {
-        return Err(bad("it has the shape of a container id".to_owned()));
+        return Err(bad(format!("it has the shape of a {what} id")));
     }
-    match Name::parse("container", name) {
+    match Name::parse(what, name) {
         Ok(name) => Ok(name.to_string()),
         Err(testudo_engine::state::StateError::InvalidName { reason, .. }) => {
             Err(bad(reason.to_owned()))
@@ -319,7 +324,7 @@ pub(crate) fn create_request(
     let image = ImageReference::parse(&config.image)?;
     let name = Some(config.name.as_str())
         .filter(|n| !n.is_empty())
-        .map(container_name)
+        .map(|name| object_name("container", name))
         .transpose()?;
     let working_dir = Some(config.working_dir).filter(|d| !d.is_empty());
     if let Some(dir) = working_dir.as_deref().filter(|d| !d.starts_with('/')) {
@@ -364,10 +369,11 @@ pub(crate) fn create_request(
         stdin_once: config.stdin_once,
         restart: restart(config.restart_policy),
         auto_remove: config.auto_remove,
+        cell: Some(config.cell).filter(|c| !c.is_empty()),
     })
 }
 
-fn network(network: Option<v1::Network>) -> Result<engine::NetworkMode, RequestError> {
+pub(crate) fn network(network: Option<v1::Network>) -> Result<engine::NetworkMode, RequestError> {
     use v1::network::Mode;
     let Some(network) = network else {
         return Ok(engine::NetworkMode::None);
@@ -477,11 +483,10 @@ fn restart(policy: Option<v1::RestartPolicy>) -> engine::RestartPolicy {
     }
 }
 
-/// The API's configuration of a container from the engine's request it was created with.
-pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1::ContainerConfig {
+/// The API's form of a network mode.
+pub(crate) fn api_network(network: engine::NetworkMode) -> v1::Network {
     use v1::network::Mode;
-    use v1::restart_policy::Policy;
-    let network = match request.network {
+    let mode = match network {
         engine::NetworkMode::None => Mode::None(v1::NoNetwork {}),
         engine::NetworkMode::Host => Mode::Host(v1::HostNetwork {}),
         engine::NetworkMode::Join(path) => Mode::Join(v1::JoinNetwork {
@@ -496,6 +501,12 @@ pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1
             ports: api_ports(&ports),
         }),
     };
+    v1::Network { mode: Some(mode) }
+}
+
+/// The API's configuration of a container from the engine's request it was created with.
+pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1::ContainerConfig {
+    use v1::restart_policy::Policy;
     let policy = match request.restart {
         engine::RestartPolicy::No => Policy::No(v1::restart_policy::No {}),
         engine::RestartPolicy::OnFailure { max_retries } => {
@@ -523,9 +534,7 @@ pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1
                 options: m.options,
             })
             .collect(),
-        network: Some(v1::Network {
-            mode: Some(network),
-        }),
+        network: Some(api_network(request.network)),
         resources: Some(v1::Resources {
             cpu_millicores: limits
                 .cpu_millicores
@@ -541,6 +550,7 @@ pub(crate) fn container_config(name: &str, request: engine::CreateRequest) -> v1
         stdin: request.stdin,
         stdin_once: request.stdin_once,
         auto_remove: request.auto_remove,
+        cell: request.cell.unwrap_or_default(),
     }
 }
 

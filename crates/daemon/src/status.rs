@@ -1,5 +1,7 @@
 //! Every error a call can end with, and its one mapping to a gRPC status.
 
+use std::sync::Arc;
+
 use testudo_engine::containers::ContainerError;
 use testudo_engine::error::{ErrorKind, Kind};
 use testudo_engine::images::ImageError;
@@ -8,6 +10,7 @@ use testudo_engine::state::StateError;
 use tonic::{Code, Status};
 
 use crate::request::RequestError;
+use crate::Engine;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(call)
         .await
         .map_err(CallError::Task)??)
+}
+
+/// Runs `call` on the engine's container service on tokio's blocking pool, driven by a
+/// `block_on` there: the service's async methods read the state database synchronously,
+/// which must not hold up the async threads that serve every other call.
+pub(crate) async fn offload<T, F, Fut>(engine: &Arc<Engine>, call: F) -> Result<T, CallError>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<Engine>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, ContainerError>>,
+{
+    let engine = engine.clone();
+    let runtime = tokio::runtime::Handle::current();
+    Ok(tokio::task::spawn_blocking(move || runtime.block_on(call(engine))).await??)
 }
 
 /// `status` with every mention of the daemon's own file `path` replaced by `name`: the spool

@@ -123,7 +123,7 @@ fn two_tenants_see_only_their_own_images_and_share_the_content() {
     // A namespace holding images is kept unless forced; forced, its references go with it.
     assert_eq!(
         daemon.fails(&["ns", "rm", "beta"]),
-        "testudoctl: namespace \"beta\" still holds 0 container(s) and 2 image(s)"
+        "testudoctl: namespace \"beta\" still holds 0 container(s), 0 cell(s) and 2 image(s)"
     );
     daemon.ok(&["ns", "rm", "beta", "--force"]);
     let pruned = daemon.json(&["image", "prune"]);

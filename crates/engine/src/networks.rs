@@ -67,6 +67,9 @@ pub const DEFAULT_CNI_PLUGIN_DIRS: [&str; 2] = [cni::DEFAULT_PLUGIN_DIR, "/opt/c
 /// The interface name inside a container.
 const CONTAINER_IFNAME: &str = "eth0";
 
+/// The loopback interface.
+const LOOPBACK: &str = "lo";
+
 /// Where the network service keeps and finds things.
 #[derive(Debug, Clone)]
 pub struct NetworkServiceConfig {
@@ -115,6 +118,9 @@ pub enum NetworkChoice<'a> {
     Bridge(Option<&'a str>),
     /// A CNI configuration list by name.
     Cni(&'a str),
+    /// A namespace with only the loopback interface, up: what the containers of a cell without
+    /// a network share.
+    Loopback,
 }
 
 /// A network as listed: its record, whether it is the default, and who is attached.
@@ -466,6 +472,7 @@ impl NetworkService {
                 ports,
             ),
             NetworkChoice::Cni(network) => self.attach_cni(container_id, network, ports),
+            NetworkChoice::Loopback => self.attach_loopback(container_id),
         };
         match attached {
             Ok(record) => Ok(record),
@@ -575,6 +582,34 @@ impl NetworkService {
         Ok(attachment)
     }
 
+    fn attach_loopback(&self, owner: &str) -> Result<AttachmentRecord, NetworkError> {
+        let name = netns_name(owner)?;
+        let (attachment, _) = self.record_attachment(
+            AttachmentRecord {
+                container_id: owner.to_owned(),
+                kind: AttachmentKind::Loopback,
+                network: String::new(),
+                netns: self.netns.path_of(&name),
+                ifname: LOOPBACK.to_owned(),
+                addresses: Vec::new(),
+                gateways: Vec::new(),
+                ports: Vec::new(),
+            },
+            None,
+        )?;
+        self.make_netns(&name)?;
+        let lo = IfName::new(LOOPBACK.to_owned()).map_err(NetworkError::BridgeName)?;
+        self.netns
+            .open(&name)?
+            .netlink()?
+            .set_up(&lo)
+            .map_err(|source| NetworkError::Loopback {
+                owner: owner.to_owned(),
+                source,
+            })?;
+        Ok(attachment)
+    }
+
     fn cni_attachment(
         container_id: &str,
         netns: &Path,
@@ -664,6 +699,7 @@ impl NetworkService {
                     })?;
             }
             AttachmentKind::Cni => self.cni_del(&attachment)?,
+            AttachmentKind::Loopback => {}
         }
         self.netns.delete(&netns_name(container_id)?)?;
         self.state.update_network_state(|state| {

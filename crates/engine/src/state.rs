@@ -19,9 +19,13 @@
 //! attachment by container id; a change to them is one transaction over the three, so a lease
 //! never exists without its attachment or the other way round.
 //!
+//! Cells (groups of containers sharing a monitor and a network namespace) are keyed
+//! `(namespace, name)` in their own table (the `cells` submodule); a container names its cell
+//! by id.
+//!
 //! Schema versions: 1 namespaces and containers; 2 adds image references (the image service
 //! moves the content store's older global records into `default` when it opens); 3 adds
-//! networks, leases and attachments.
+//! networks, leases and attachments; 4 adds cells.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,12 +38,14 @@ use testudo_image::store::ImageRecord;
 
 use crate::error::{ErrorKind, Kind};
 
+mod cells;
 mod networks;
 
+pub use cells::CellRecord;
 pub use networks::{AttachmentKind, AttachmentRecord, NetworkRecord, NetworkState};
 
 /// The schema this build writes. Bump it with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
@@ -55,11 +61,12 @@ const SCHEMA_KEY: &str = "schema_version";
 type Migration = fn(&redb::WriteTransaction) -> Result<(), redb::Error>;
 
 /// Version 0 is an empty file; version 1 creates the tables; version 2 the image references;
-/// version 3 the network tables.
+/// version 3 the network tables; version 4 the cells.
 const MIGRATIONS: &[Migration] = &[
     create_tables_v1,
     create_images_v2,
     networks::create_tables_v3,
+    cells::create_table_v4,
 ];
 
 fn create_tables_v1(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
@@ -111,13 +118,17 @@ pub enum StateError {
     /// The namespace exists already.
     #[error("namespace {0:?} already exists")]
     NamespaceExists(String),
-    /// The namespace still holds containers or image references.
-    #[error("namespace {namespace:?} still holds {containers} container(s) and {images} image(s)")]
+    /// The namespace still holds containers, cells or image references.
+    #[error(
+        "namespace {namespace:?} still holds {containers} container(s), {cells} cell(s) and {images} image(s)"
+    )]
     NamespaceNotEmpty {
         /// The namespace.
         namespace: String,
         /// How many containers.
         containers: usize,
+        /// How many cells.
+        cells: usize,
         /// How many image references.
         images: usize,
     },
@@ -137,6 +148,32 @@ pub enum StateError {
         /// The id or name.
         container: String,
     },
+    /// No cell with this name or id in the namespace.
+    #[error("cell {cell:?} not found in namespace {namespace:?}")]
+    CellNotFound {
+        /// The namespace.
+        namespace: String,
+        /// The name or id asked for.
+        cell: String,
+    },
+    /// A cell of this name exists already in the namespace.
+    #[error("cell {cell:?} already exists in namespace {namespace:?}")]
+    CellExists {
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        cell: String,
+    },
+    /// The cell still holds containers.
+    #[error("cell {cell:?} in namespace {namespace:?} still holds {containers} container(s)")]
+    CellNotEmpty {
+        /// The namespace.
+        namespace: String,
+        /// The cell.
+        cell: String,
+        /// How many containers.
+        containers: usize,
+    },
 }
 
 impl<E: Into<redb::Error>> From<E> for StateError {
@@ -152,13 +189,15 @@ impl Kind for StateError {
             | StateError::NewerSchema { .. }
             | StateError::Corrupt { .. } => ErrorKind::Internal,
             StateError::InvalidName { .. } => ErrorKind::InvalidArgument,
-            StateError::NamespaceNotFound(_) | StateError::ContainerNotFound { .. } => {
-                ErrorKind::NotFound
+            StateError::NamespaceNotFound(_)
+            | StateError::ContainerNotFound { .. }
+            | StateError::CellNotFound { .. } => ErrorKind::NotFound,
+            StateError::NamespaceExists(_)
+            | StateError::ContainerExists { .. }
+            | StateError::CellExists { .. } => ErrorKind::AlreadyExists,
+            StateError::NamespaceNotEmpty { .. } | StateError::CellNotEmpty { .. } => {
+                ErrorKind::FailedPrecondition
             }
-            StateError::NamespaceExists(_) | StateError::ContainerExists { .. } => {
-                ErrorKind::AlreadyExists
-            }
-            StateError::NamespaceNotEmpty { .. } => ErrorKind::FailedPrecondition,
         }
     }
 }
@@ -281,6 +320,9 @@ pub struct ContainerRecord {
     /// the exit that follows (kept here so that it holds across a daemon restart).
     #[serde(default)]
     pub stop_requested: bool,
+    /// The id of the cell it belongs to: it shares that cell's monitor and network namespace.
+    #[serde(default)]
+    pub cell: Option<String>,
 }
 
 /// The state database.
@@ -388,7 +430,7 @@ impl StateDb {
         decode(name.as_str(), value.value())
     }
 
-    /// Deletes namespace `name`: refused while it holds containers or image references
+    /// Deletes namespace `name`: refused while it holds containers, cells or image references
     /// unless `force`, which drops their records too (the caller stops and removes the
     /// containers first; the images' content goes with the next prune).
     pub fn delete_namespace(&self, name: &Name, force: bool) -> Result<(), StateError> {
@@ -410,15 +452,21 @@ impl StateDb {
                 .collect();
             let mut images = txn.open_table(IMAGES)?;
             let image_names = names_in(&images, name.as_str())?;
-            if (!ids.is_empty() || !image_names.is_empty()) && !force {
+            let mut cells = txn.open_table(cells::CELLS)?;
+            let cell_names = names_in(&cells, name.as_str())?;
+            if (!ids.is_empty() || !image_names.is_empty() || !cell_names.is_empty()) && !force {
                 return Err(StateError::NamespaceNotEmpty {
                     namespace: name.to_string(),
                     containers: ids.len(),
+                    cells: cell_names.len(),
                     images: image_names.len(),
                 });
             }
             for image in &image_names {
                 images.remove((name.as_str(), image.as_str()))?;
+            }
+            for cell in &cell_names {
+                cells.remove((name.as_str(), cell.as_str()))?;
             }
             let mut names = txn.open_table(CONTAINER_NAMES)?;
             for id in &ids {

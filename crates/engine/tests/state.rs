@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use testudo_engine::error::{ErrorKind, Kind};
-use testudo_engine::state::{ContainerRecord, Name, StateDb, StateError, SCHEMA_VERSION};
+use testudo_engine::state::{
+    CellRecord, ContainerRecord, Name, StateDb, StateError, SCHEMA_VERSION,
+};
 use testudo_image::digest::Digest;
 use testudo_image::store::{ImageRecord, ImageTarget};
 
@@ -31,6 +33,7 @@ fn container(ns: &str, id: &str, container_name: &str) -> ContainerRecord {
         labels: BTreeMap::from([("tier".into(), "web".into())]),
         restart_count: 0,
         stop_requested: false,
+        cell: None,
     }
 }
 
@@ -255,6 +258,7 @@ fn a_version_1_file_gains_image_references_and_keeps_its_records() {
     assert!(db.images(&name("acme")).unwrap().is_empty());
     let networks = db.network_state().unwrap();
     assert!(networks.networks.is_empty() && networks.attachments.is_empty());
+    assert!(db.cells(&name("acme")).unwrap().is_empty());
 }
 
 fn image_record(image: &str) -> ImageRecord {
@@ -293,7 +297,7 @@ fn image_references_are_per_namespace_and_keep_a_namespace_unless_forced() {
     let refused = db.delete_namespace(&name("acme"), false).unwrap_err();
     assert_eq!(
         refused.to_string(),
-        "namespace \"acme\" still holds 0 container(s) and 1 image(s)"
+        "namespace \"acme\" still holds 0 container(s), 0 cell(s) and 1 image(s)"
     );
     assert_eq!(refused.kind(), ErrorKind::FailedPrecondition);
     db.delete_namespace(&name("acme"), true).unwrap();
@@ -308,4 +312,59 @@ fn image_references_are_per_namespace_and_keep_a_namespace_unless_forced() {
             .unwrap(),
         None
     );
+}
+
+fn cell(ns: &str, id: &str, cell_name: &str) -> CellRecord {
+    CellRecord {
+        namespace: name(ns),
+        id: id.into(),
+        name: name(cell_name),
+        network: serde_json::json!("none"),
+        netns: None,
+        labels: BTreeMap::new(),
+        created: "2026-12-02T00:00:00Z".into(),
+    }
+}
+
+#[test]
+fn cells_are_unique_per_namespace_and_kept_while_a_container_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    db.create_namespace(&name("acme"), BTreeMap::new()).unwrap();
+    db.create_namespace(&name("globex"), BTreeMap::new())
+        .unwrap();
+    db.insert_cell(&cell("acme", "c1", "web")).unwrap();
+    // The same name in another namespace is another cell.
+    db.insert_cell(&cell("globex", "c2", "web")).unwrap();
+    let twice = db.insert_cell(&cell("acme", "c3", "web")).unwrap_err();
+    assert_eq!(twice.kind(), ErrorKind::AlreadyExists);
+    let nowhere = db.insert_cell(&cell("initech", "c4", "web")).unwrap_err();
+    assert_eq!(nowhere.kind(), ErrorKind::NotFound);
+    // By name and by id, in its own namespace only.
+    assert_eq!(db.cell(&name("acme"), "web").unwrap().id, "c1");
+    assert_eq!(db.cell(&name("acme"), "c1").unwrap().name.as_str(), "web");
+    assert_eq!(
+        db.cell(&name("acme"), "c2").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    let mut member = container("acme", "k1", "app");
+    member.cell = Some("c1".into());
+    db.insert_container(&member).unwrap();
+    db.insert_container(&container("acme", "k2", "other"))
+        .unwrap();
+    let members = db.cell_containers(&name("acme"), "c1").unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].id, "k1");
+    let held = db.remove_cell(&name("acme"), &name("web")).unwrap_err();
+    assert_eq!(held.kind(), ErrorKind::FailedPrecondition);
+    assert!(held.to_string().contains("1 container(s)"), "{held}");
+    db.remove_container(&name("acme"), "k1").unwrap();
+    db.remove_cell(&name("acme"), &name("web")).unwrap();
+    assert!(db.cells(&name("acme")).unwrap().is_empty());
+    assert_eq!(db.cells(&name("globex")).unwrap().len(), 1);
+    // A namespace holding a cell is refused without force.
+    let err = db.delete_namespace(&name("globex"), false).unwrap_err();
+    assert!(err.to_string().contains("1 cell(s)"), "{err}");
+    db.delete_namespace(&name("globex"), true).unwrap();
 }

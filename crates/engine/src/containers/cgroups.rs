@@ -1,9 +1,10 @@
 //! The containers' cgroup directories as the engine sees them: the per-namespace level under
 //! the cgroup parent, which no single container owns, and the memory controller's OOM count.
 //!
-//! The runtime creates `<cgroup parent>/<namespace>/<id>` in every hierarchy and removes, on
-//! delete, the levels it made itself; a namespace level made for one container and used by a
-//! second would outlive both, so the engine removes it once it is empty.
+//! The runtime creates the container's level (`<cgroup parent>/<namespace>/<id>`, or
+//! `<cgroup parent>/<namespace>/<cell id>/<id>` in a cell) in every hierarchy and removes, on
+//! delete, the levels it made itself; a namespace or cell level made for one container and used
+//! by a second would outlive both, so the engine removes it once it is empty.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -58,13 +59,14 @@ impl CgroupDirs {
         dirs
     }
 
-    /// Removes, in every hierarchy, the container's cgroup if the runtime left it (its monitor
-    /// died before it could delete the container) and then `<cgroup parent>/<namespace>`; a
-    /// level that is not empty (another container's cgroup, a live process) stays.
-    pub(super) fn remove_levels(&self, namespace: &str, id: &str) {
+    /// Removes, in every hierarchy, the container's cgroup `level` (relative to the cgroup
+    /// parent) if the runtime left it (its monitor died before it could delete the container)
+    /// and then each level above it up to the parent; a level that is not empty (another
+    /// container's cgroup, a live process) stays.
+    pub(super) fn remove_levels(&self, level: &Path) {
         for parent in &self.parents {
-            let namespace_dir = parent.join(namespace);
-            for dir in [namespace_dir.join(id), namespace_dir] {
+            for dir in level.ancestors().filter(|l| !l.as_os_str().is_empty()) {
+                let dir = parent.join(dir);
                 match std::fs::remove_dir(&dir) {
                     Ok(()) => {}
                     Err(e)
@@ -82,13 +84,14 @@ impl CgroupDirs {
         }
     }
 
-    /// How many processes the kernel's OOM killer killed in the container's memory cgroup since
-    /// it was made (`oom_kill` of v1 `memory.oom_control` or v2 `memory.events`); 0 if unknown.
-    pub(super) fn oom_kills(&self, namespace: &str, id: &str) -> u64 {
+    /// How many processes the kernel's OOM killer killed in the memory cgroup of the
+    /// container at `level` since it was made (`oom_kill` of v1 `memory.oom_control` or v2
+    /// `memory.events`); 0 if unknown.
+    pub(super) fn oom_kills(&self, level: &Path) -> u64 {
         let Some(memory) = &self.memory else {
             return 0;
         };
-        let dir = memory.join(namespace).join(id);
+        let dir = memory.join(level);
         ["memory.oom_control", "memory.events"]
             .iter()
             .find_map(|file| std::fs::read_to_string(dir.join(file)).ok())

@@ -48,6 +48,12 @@ pub enum ContainerError {
         /// The path.
         path: PathBuf,
     },
+    /// A container of a cell asked for a network of its own.
+    #[error("a container of cell {cell:?} shares the cell's network: leave its network unset")]
+    NetworkInCell {
+        /// The cell.
+        cell: String,
+    },
     /// The network namespace to join does not exist.
     #[error("network namespace {path} does not exist")]
     NetnsNotFound {
@@ -190,7 +196,8 @@ impl Kind for ContainerError {
             | E::ZeroLimit { .. }
             | E::LimitTooLarge { .. }
             | E::StdinOnceWithoutStdin
-            | E::StdinOnceWithTty => ErrorKind::InvalidArgument,
+            | E::StdinOnceWithTty
+            | E::NetworkInCell { .. } => ErrorKind::InvalidArgument,
             E::MountSourceNotFound { .. }
             | E::NetnsNotFound { .. }
             | E::DeletedWhileWaiting { .. } => ErrorKind::NotFound,

@@ -247,7 +247,7 @@ impl ContainerService {
     ) -> Result<LogReceiver, ContainerError> {
         let (_, record) = self.lookup(namespace, container)?;
         let record = self.refresh(record).await?;
-        let log = self.paths(&record.namespace, &record.id, &record.name).log;
+        let log = self.paths(&record).log;
         let stopped = Arc::new(AtomicBool::new(true));
         if options.follow && record.status != super::status::STOPPED {
             stopped.store(false, Ordering::Release);

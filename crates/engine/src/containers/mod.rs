@@ -2,14 +2,16 @@
 //! snapshot, bundle, OCI config), hands it to a monitor process that supervises it, and records
 //! its life in the state database.
 //!
-//! Each container gets its own monitor for now (`testudo monitor`, a re-exec of the runtime
-//! binary that outlives the daemon); one monitor per group of containers (a cell) comes with
-//! cells. The service reaches the monitor only through its socket, with the blocking
-//! [`Client`] run on tokio's blocking pool.
+//! A container outside a cell gets a monitor of its own (`testudo monitor`, a re-exec of the
+//! runtime binary that outlives the daemon); the containers of a cell (`cells`) share one, which
+//! the cell's first container starts and its last one stops, so that a cell costs one process.
+//! The service reaches the monitor only through its socket, with the blocking [`Client`] run on
+//! tokio's blocking pool.
 //!
 //! On disk, under the service root:
 //! - `bundles/<ns>/<id>/` holds `config.json` and `rootfs/` (the snapshot, mounted);
-//! - `monitors/<ns>/<id>/` is the monitor's state directory (its records, log, runtime root);
+//! - `monitors/<ns>/<id>/` is the monitor's state directory (its records, log, runtime root),
+//!   where `<id>` is the container's, or its cell's;
 //! - `sockets/<first 32 hex of id>.sock` is the monitor's socket: a path under the state
 //!   directory would pass the 108-byte limit of a unix socket address with a long namespace.
 //!
@@ -38,6 +40,7 @@
 //! Monitors are upgraded in place (`upgrade`) to the service's `testudo` binary, with their
 //! containers running on.
 
+mod cells;
 mod cgroups;
 mod error;
 mod exec;
@@ -64,6 +67,7 @@ use testudo_monitor_protocol::{
 };
 use testudo_snapshot::{mount_all, unmount};
 
+pub use cells::{CellInfo, CellRequest};
 pub use error::ContainerError;
 pub use exec::{
     ExecKill, ExecRequest, ExitFuture, OutputChunk, OutputStream, ProcessIo, TerminalResize,
@@ -80,7 +84,7 @@ pub use upgrade::{MonitorUpgrade, UpgradedMonitor};
 use crate::events::{Event, EventBus, EventKind};
 use crate::images::ImageService;
 use crate::networks::{NetworkService, NetworkServiceConfig};
-use crate::state::{ContainerRecord, Name, StateDb, StateError};
+use crate::state::{CellRecord, ContainerRecord, Name, StateDb, StateError};
 use cgroups::CgroupDirs;
 use files::{io_error, is_mount_point, remove_file, remove_logs, remove_tree};
 use supervise::{Step, Supervisor};
@@ -161,6 +165,10 @@ struct Paths {
     snapshot_key: String,
     /// Where the name files are written.
     name_files: PathBuf,
+    /// The container's cgroup level below the cgroup parent.
+    cgroup_level: PathBuf,
+    /// The monitor is its cell's: the container stops it only if it leaves it empty.
+    shared_monitor: bool,
 }
 
 /// What exists of a container, so that a failed create or a delete removes exactly that.
@@ -214,12 +222,18 @@ async fn teardown(
             other => other?,
         }
     }
+    let mut monitor_gone = true;
     if made.monitor {
-        let socket = paths.socket.clone();
-        let id = id.to_owned();
-        tokio::task::spawn_blocking(move || stop_monitor(&id, &socket)).await??;
+        let (socket, id, shared) = (paths.socket.clone(), id.to_owned(), paths.shared_monitor);
+        monitor_gone = tokio::task::spawn_blocking(move || {
+            if shared && !monitor_is_empty(&id, &socket)? {
+                return Ok(false);
+            }
+            stop_monitor(&id, &socket).map(|()| true)
+        })
+        .await??;
     }
-    if made.monitor_dir {
+    if made.monitor_dir && monitor_gone {
         remove_tree(&paths.monitor_dir)?;
     }
     if made.log {
@@ -250,9 +264,7 @@ async fn teardown(
     if made.bundle && !is_mount_point(&paths.rootfs) {
         remove_tree(&paths.bundle)?;
     }
-    if let Some(namespace) = paths.bundle.parent().and_then(Path::file_name) {
-        cgroups.remove_levels(&namespace.to_string_lossy(), id);
-    }
+    cgroups.remove_levels(&paths.cgroup_level);
     Ok(())
 }
 
@@ -288,28 +300,48 @@ fn new_id() -> String {
         .collect()
 }
 
-/// The socket and the state directory of container `id`'s monitor.
+/// The socket and the state directory of the monitor of `owner` (a container's id, or its
+/// cell's).
 fn monitor_paths(
     config: &ContainerServiceConfig,
     namespace: &Name,
-    id: &str,
+    owner: &str,
 ) -> (PathBuf, PathBuf) {
-    let short: String = id.chars().take(32).collect();
+    let short: String = owner.chars().take(32).collect();
     (
         config.root.join("sockets").join(format!("{short}.sock")),
         config
             .root
             .join("monitors")
             .join(namespace.as_str())
-            .join(id),
+            .join(owner),
     )
 }
 
-/// The files of container `id` named `name` in `namespace`.
-fn paths_of(config: &ContainerServiceConfig, namespace: &Name, id: &str, name: &Name) -> Paths {
+/// The socket and the state directory of the monitor of the container `record`.
+fn monitor_paths_of(
+    config: &ContainerServiceConfig,
+    record: &ContainerRecord,
+) -> (PathBuf, PathBuf) {
+    let owner = record.cell.as_deref().unwrap_or(&record.id);
+    monitor_paths(config, &record.namespace, owner)
+}
+
+/// The files of container `id` named `name` in `namespace`, in cell `cell` (its id) if any.
+fn paths_of(
+    config: &ContainerServiceConfig,
+    namespace: &Name,
+    id: &str,
+    name: &Name,
+    cell: Option<&str>,
+) -> Paths {
     let ns = namespace.as_str();
     let bundle = config.root.join("bundles").join(ns).join(id);
-    let (socket, monitor_dir) = monitor_paths(config, namespace, id);
+    let (socket, monitor_dir) = monitor_paths(config, namespace, cell.unwrap_or(id));
+    let cgroup_level = match cell {
+        Some(cell) => Path::new(ns).join(cell).join(id),
+        None => Path::new(ns).join(id),
+    };
     Paths {
         rootfs: bundle.join("rootfs"),
         name_files: bundle.join("network"),
@@ -321,7 +353,20 @@ fn paths_of(config: &ContainerServiceConfig, namespace: &Name, id: &str, name: &
             .join(ns)
             .join(format!("{}.log", name.as_str())),
         snapshot_key: format!("{ns}-{id}"),
+        cgroup_level,
+        shared_monitor: cell.is_some(),
     }
+}
+
+/// The files of the container `record`.
+fn paths_for(config: &ContainerServiceConfig, record: &ContainerRecord) -> Paths {
+    paths_of(
+        config,
+        &record.namespace,
+        &record.id,
+        &record.name,
+        record.cell.as_deref(),
+    )
 }
 
 /// Runs `call` on a new connection to the monitor at `socket`, on the blocking pool.
@@ -422,8 +467,8 @@ impl ContainerService {
         Ok(found)
     }
 
-    fn paths(&self, namespace: &Name, id: &str, name: &Name) -> Paths {
-        paths_of(&self.config, namespace, id, name)
+    fn paths(&self, record: &ContainerRecord) -> Paths {
+        paths_for(&self.config, record)
     }
 
     /// Creates a container in `namespace` (status `created`); on any failure nothing of it is
@@ -436,6 +481,24 @@ impl ContainerService {
         let namespace = Name::parse("namespace", namespace)?;
         validate(&request)?;
         self.state.namespace(&namespace)?;
+        let Some(cell_name) = request.cell.clone() else {
+            return self.create_in(namespace, request, None).await;
+        };
+        let cell = self.state.cell(&namespace, &cell_name)?;
+        let _cell_guard = self.supervisor.locks.lock(&namespace, &cell.id).await;
+        // Read again under the lock: the cell's delete may have gone first.
+        let cell = self.state.cell(&namespace, cell.name.as_str())?;
+        let request = cells::join_cell(request, &cell)?;
+        self.create_in(namespace, request, Some(cell)).await
+    }
+
+    /// [`Self::create`] once the cell, if any, is known and locked.
+    async fn create_in(
+        &self,
+        namespace: Name,
+        request: CreateRequest,
+        cell: Option<CellRecord>,
+    ) -> Result<ContainerRecord, ContainerError> {
         let id = new_id();
         let name = match &request.name {
             Some(name) => Name::parse("container", name)?,
@@ -468,7 +531,8 @@ impl ContainerService {
         }
         let image = self.images.resolve(&namespace, &request.image)?;
 
-        let paths = self.paths(&namespace, &id, &name);
+        let cell_id = cell.as_ref().map(|c| c.id.clone());
+        let paths = paths_of(&self.config, &namespace, &id, &name, cell_id.as_deref());
         let mut made = Made::default();
         let record = ContainerRecord {
             namespace: namespace.clone(),
@@ -486,9 +550,17 @@ impl ContainerService {
             labels: request.labels.clone(),
             restart_count: 0,
             stop_requested: false,
+            cell: cell_id,
         };
         match self
-            .build(&paths, &request, &image.config, record, &mut made)
+            .build(
+                &paths,
+                &request,
+                &image.config,
+                record,
+                cell.as_ref(),
+                &mut made,
+            )
             .await
         {
             Ok(record) => {
@@ -528,6 +600,7 @@ impl ContainerService {
         request: &CreateRequest,
         image_config: &oci_spec::image::ImageConfiguration,
         mut record: ContainerRecord,
+        cell: Option<&CellRecord>,
         made: &mut Made,
     ) -> Result<ContainerRecord, ContainerError> {
         let id = record.id.clone();
@@ -563,11 +636,16 @@ impl ContainerService {
             }
             None => None,
         };
+        // A cell's containers go by the cell's name and address.
+        let (host_name, host_attachment) = match cell {
+            Some(cell) => (cell.name.as_str(), self.networks.attachment(&cell.id)?),
+            None => (record.name.as_str(), attachment.clone()),
+        };
         let (hostname, name_files) = self.networks.write_name_files(
             &paths.name_files,
-            record.name.as_str(),
+            host_name,
             &id[..12],
-            attachment.as_ref(),
+            host_attachment.as_ref(),
             request.network.own_netns(),
         )?;
         let network = SpecNetwork {
@@ -575,7 +653,7 @@ impl ContainerService {
             hostname,
             name_files,
         };
-        let spec = self.spec(&id, &record, paths, request, image_config, network)?;
+        let spec = self.spec(&id, paths, request, image_config, network)?;
         let config_path = paths.bundle.join("config.json");
         let json = serde_json::to_vec_pretty(&spec).unwrap_or_default();
         std::fs::write(&config_path, json).map_err(io_error("write", &config_path))?;
@@ -584,10 +662,12 @@ impl ContainerService {
             std::fs::create_dir_all(log_dir).map_err(io_error("create", log_dir))?;
         }
         made.log = true;
-        std::fs::create_dir_all(&paths.monitor_dir)
-            .map_err(io_error("create", &paths.monitor_dir))?;
-        made.monitor_dir = true;
-        self.start_monitor(&id, paths).await?;
+        if !paths.shared_monitor || !monitor_answers(&paths.socket).await {
+            std::fs::create_dir_all(&paths.monitor_dir)
+                .map_err(io_error("create", &paths.monitor_dir))?;
+            made.monitor_dir = true;
+            self.start_monitor(&id, paths).await?;
+        }
         made.monitor = true;
 
         let create = create_message(&id, paths, request);
@@ -607,13 +687,11 @@ impl ContainerService {
     fn spec(
         &self,
         id: &str,
-        record: &ContainerRecord,
         paths: &Paths,
         request: &CreateRequest,
         image_config: &oci_spec::image::ImageConfiguration,
         network: SpecNetwork,
     ) -> Result<Spec, ContainerError> {
-        let namespace = &record.namespace;
         let mut spec = Spec::default();
         spec.set_root(Some(
             RootBuilder::default()
@@ -637,7 +715,7 @@ impl ContainerService {
             },
         )?;
         let context = SpecContext {
-            cgroups_path: self.config.cgroup_parent.join(namespace.as_str()).join(id),
+            cgroups_path: self.config.cgroup_parent.join(&paths.cgroup_level),
             testudo_binary: self.config.testudo_binary.clone(),
             netns: network.netns,
             name_files: Some(network.name_files),
@@ -711,8 +789,7 @@ impl ContainerService {
     }
 
     fn socket_of(&self, record: &ContainerRecord) -> PathBuf {
-        self.paths(&record.namespace, &record.id, &record.name)
-            .socket
+        monitor_paths_of(&self.config, record).0
     }
 
     /// The record brought up to date with its monitor; a monitor that cannot be reached leaves
@@ -732,7 +809,7 @@ impl ContainerService {
             Err(e) => {
                 tracing::warn!(container_id = %id, error = %e, "monitor not reachable");
                 // It may have gone after recording how the container ended.
-                let monitor_dir = self.paths(&record.namespace, &id, &record.name).monitor_dir;
+                let monitor_dir = monitor_paths_of(&self.config, &record).1;
                 match testudo_monitor_protocol::read_record(&monitor_dir, &id) {
                     Ok(Some(monitor)) if monitor.exit.is_some() => monitor,
                     _ => return Ok(record),
@@ -944,6 +1021,26 @@ struct SpecNetwork {
 
 /// `SIGKILL`'s number (the same on every Linux architecture).
 const SIGKILL: i32 = 9;
+
+/// Whether a monitor answers at `socket`.
+async fn monitor_answers(socket: &Path) -> bool {
+    let socket = socket.to_owned();
+    tokio::task::spawn_blocking(move || Client::connect(&socket).is_ok())
+        .await
+        .unwrap_or(false)
+}
+
+/// Whether the monitor at `socket` supervises no container; a monitor that is gone is empty.
+fn monitor_is_empty(id: &str, socket: &Path) -> Result<bool, ContainerError> {
+    match Client::connect(socket).and_then(|mut client| client.list()) {
+        Ok(containers) => Ok(containers.is_empty()),
+        Err(ClientError::Connect { .. }) => Ok(true),
+        Err(source) => Err(ContainerError::Monitor {
+            id: id.to_owned(),
+            source,
+        }),
+    }
+}
 
 /// Asks the monitor at `socket` to exit and waits until it has (it removes its socket last).
 fn stop_monitor(id: &str, socket: &Path) -> Result<(), ContainerError> {

@@ -75,6 +75,10 @@ pub struct CreateRequest {
     /// (docker's `--rm` for a detached container); also after an exit no daemon saw.
     #[serde(default)]
     pub auto_remove: bool,
+    /// The cell (its name or id) the container joins: it shares the cell's monitor and network
+    /// namespace, so `network` must be left at its default.
+    #[serde(default)]
+    pub cell: Option<String>,
 }
 
 /// Whether the engine restarts a container whose process ended without stop or kill.

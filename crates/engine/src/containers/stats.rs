@@ -83,8 +83,7 @@ impl ContainerService {
         let cgroups_path = self
             .config
             .cgroup_parent
-            .join(record.namespace.as_str())
-            .join(&record.id);
+            .join(self.paths(&record).cgroup_level);
         let id = record.id.clone();
         tokio::task::spawn_blocking(move || read(&id, &cgroups_path)).await?
     }

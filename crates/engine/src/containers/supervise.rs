@@ -31,8 +31,9 @@ use tokio::task::AbortHandle;
 
 use super::cgroups::CgroupDirs;
 use super::{
-    call_monitor, create_message, monitor_paths, paths_of, rfc3339, status, sync_record, teardown,
-    ContainerError, ContainerServiceConfig, CreateRequest, Made, RestartPolicy,
+    call_monitor, create_message, monitor_paths, monitor_paths_of, paths_for, rfc3339, status,
+    sync_record, teardown, ContainerError, ContainerServiceConfig, CreateRequest, Made,
+    RestartPolicy,
 };
 use crate::events::{Event, EventBus, EventKind};
 use crate::images::ImageService;
@@ -260,9 +261,15 @@ impl Supervisor {
 
     /// Deletes container `record` with everything it has on the host, its record, its lock
     /// and its supervision (the task that calls this ends with it); the caller holds its lock.
+    /// In a cell it also holds the cell's lock, so that the cell's monitor, stopped if this
+    /// was its last container, is not stopped under a container being created in it.
     pub(super) async fn remove(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
         let (namespace, id) = (&record.namespace, record.id.as_str());
-        let paths = paths_of(&self.config, namespace, id, &record.name);
+        let _cell_guard = match &record.cell {
+            Some(cell) => Some(self.locks.lock(namespace, cell).await),
+            None => None,
+        };
+        let paths = paths_for(&self.config, record);
         teardown(
             &self.images,
             &self.networks,
@@ -321,8 +328,8 @@ impl Supervisor {
         loop {
             step = match step {
                 Step::Wait => {
-                    let paths = self.paths(&namespace, &id);
-                    let waited = wait_exit(&paths.0, &id).await;
+                    let (socket, _) = self.paths(&namespace, &id);
+                    let waited = wait_exit(&socket, &id).await;
                     self.settle(&namespace, &id, waited).await
                 }
                 Step::Restart(ran_for) => {
@@ -341,9 +348,13 @@ impl Supervisor {
         }
     }
 
-    /// The socket and the state directory of container `id`'s monitor.
+    /// The socket and the state directory of container `id`'s monitor (its cell's, if it is
+    /// in one).
     fn paths(&self, namespace: &Name, id: &str) -> (PathBuf, PathBuf) {
-        monitor_paths(&self.config, namespace, id)
+        match self.state.container(namespace, id) {
+            Ok(record) => monitor_paths_of(&self.config, &record),
+            Err(_) => monitor_paths(&self.config, namespace, id),
+        }
     }
 
     /// Records how the run ended that `waited` reports, and says what comes next.
@@ -384,7 +395,11 @@ impl Supervisor {
         if let Some(watch) = self.watches().get(&key(namespace, id)) {
             watch.exits.send_replace(Some(exit));
         }
-        if self.cgroups.oom_kills(namespace.as_str(), id) > 0 {
+        if self
+            .cgroups
+            .oom_kills(&paths_for(&self.config, &record).cgroup_level)
+            > 0
+        {
             self.events.publish(Event::container(
                 namespace.as_str(),
                 id,
@@ -453,10 +468,16 @@ impl Supervisor {
         let Ok(record) = self.state.container(namespace, id) else {
             return Step::Done;
         };
+        // The run is deleted from the cell's monitor before the next is created: a removal of
+        // another container must not find the monitor empty in between and stop it.
+        let _cell_guard = match &record.cell {
+            Some(cell) => Some(self.locks.lock(namespace, cell).await),
+            None => None,
+        };
         if !restart_due(&record) {
             return Step::Done;
         }
-        let paths = paths_of(&self.config, namespace, id, &record.name);
+        let paths = paths_for(&self.config, &record);
         let request = request_of(&record);
         let create = create_message(id, &paths, &request);
         let container = id.to_owned();

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use testudo_network::cni::{AttachmentError, CniConfigError, CniError};
 use testudo_network::{
-    AttachPlanError, BridgeError, IfNameError, IpamError, NameFilesError, NetnsError, PortConflict,
+    AttachPlanError, BridgeError, IfNameError, IpamError, NameFilesError, NetlinkError, NetnsError,
+    PortConflict,
 };
 
 use crate::error::{ErrorKind, Kind};
@@ -87,6 +88,15 @@ pub enum NetworkError {
         #[source]
         source: Box<BridgeError>,
     },
+    /// The loopback interface of a namespace made for `owner` could not be brought up.
+    #[error("{owner}: bring up the loopback interface")]
+    Loopback {
+        /// The cell (or container) the namespace is for.
+        owner: String,
+        /// The cause.
+        #[source]
+        source: NetlinkError,
+    },
     /// The CNI configuration list cannot be found or read.
     #[error(transparent)]
     CniConfig(#[from] CniConfigError),
@@ -163,7 +173,7 @@ impl Kind for NetworkError {
                 NameFilesError::InvalidName { .. } => ErrorKind::InvalidArgument,
                 NameFilesError::Read { .. } | NameFilesError::Write { .. } => ErrorKind::Internal,
             },
-            E::Bridge { .. } | E::Directory { .. } => ErrorKind::Internal,
+            E::Bridge { .. } | E::Loopback { .. } | E::Directory { .. } => ErrorKind::Internal,
         }
     }
 }

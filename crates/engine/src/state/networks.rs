@@ -45,6 +45,8 @@ pub enum AttachmentKind {
     Bridge,
     /// Through a CNI network configuration list.
     Cni,
+    /// A namespace with only its loopback interface (a cell without a network).
+    Loopback,
 }
 
 /// A container's network attachment: written (with its lease) before anything is made on the
