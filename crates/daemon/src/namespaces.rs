@@ -12,7 +12,7 @@ use testudo_engine::state::NamespaceRecord;
 use tonic::{Request, Response, Status};
 
 use crate::request::NamespaceName;
-use crate::status::{blocking, CallError};
+use crate::status::{blocking, offload, CallError};
 use crate::Engine;
 
 /// The namespaces service.
@@ -81,11 +81,11 @@ impl NamespacesService for Namespaces {
     ) -> Result<Response<DeleteResponse>, Status> {
         let DeleteRequest { name, force } = request.into_inner();
         let name = NamespaceName::parse(&name).map_err(CallError::from)?;
-        // Image references are global in this increment (see the crate docs): only containers
-        // hold a namespace back.
-        let engine = self.engine.clone();
-        let deleted = name.clone();
-        blocking(move || Ok(engine.state.delete_namespace(deleted.name(), force)?)).await?;
+        let deleted = name.name().to_string();
+        offload(&self.engine, move |e| async move {
+            e.containers.delete_namespace(&deleted, force).await
+        })
+        .await?;
         tracing::info!(namespace = %name.name(), force, "namespace deleted");
         self.engine.images.events().publish(Event::new(
             name.name().as_str(),

@@ -297,3 +297,59 @@ fn bad_cell_requests_are_refused_with_their_status_and_change_nothing() {
     daemon.ok(&["ns", "rm", "team"]);
     daemon.ok(&["cell", "rm", "c"]);
 }
+
+#[test]
+fn a_forced_namespace_delete_removes_its_containers_and_cells_from_the_host() {
+    let Some(daemon) = daemon_with_busybox() else {
+        return;
+    };
+    let leaks = LeakCheck::snapshot();
+    daemon.ok(&["ns", "create", "team"]);
+    let archive = daemon.dir.path().join("busybox.tar");
+    daemon.ok(&[
+        "-n",
+        "team",
+        "image",
+        "import",
+        archive.to_str().unwrap(),
+        "--name",
+        "example.com/busybox",
+    ]);
+    let team = |args: &[&str]| {
+        let mut all = vec!["-n", "team"];
+        all.extend_from_slice(args);
+        daemon.ok(&all)
+    };
+    let cell_id = team(&["cell", "create", "pod"]).trim().to_owned();
+    team(&[
+        "run", "-d", "--cell", "pod", "--name", "in", IMAGE, "sleep", "600",
+    ]);
+    team(&["run", "-d", "--name", "out", IMAGE, "sleep", "600"]);
+    let inspect = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&team(&["--json", "inspect", name])).unwrap()
+    };
+    let pids: Vec<u32> = ["in", "out"]
+        .iter()
+        .map(|n| u32::try_from(inspect(n)["status"]["pid"].as_u64().unwrap()).unwrap())
+        .collect();
+    let ids: Vec<String> = ["in", "out"]
+        .iter()
+        .map(|n| inspect(n)["id"].as_str().unwrap().to_owned())
+        .collect();
+    let monitors: Vec<u32> = pids.iter().map(|&p| parent_of(p)).collect();
+    let netns: serde_json::Value =
+        serde_json::from_str(&team(&["--json", "cell", "inspect", "pod"])).unwrap();
+    let netns = netns["netns"].as_str().unwrap().to_owned();
+
+    let held = daemon.fails(&["ns", "rm", "team"]);
+    assert!(held.contains("2 container(s), 1 cell(s)"), "{held}");
+    daemon.ok(&["ns", "rm", "--force", "team"]);
+    for pid in pids.iter().chain(&monitors) {
+        poll_until("the namespace's processes to end", || !alive(*pid));
+    }
+    assert!(!Path::new(&netns).exists(), "{netns} is left");
+    for id in ids.iter().chain(std::iter::once(&cell_id)) {
+        leaks.assert_no_leaks_for(id);
+    }
+    assert!(daemon.fails(&["-n", "team", "ps"]).contains("not found"));
+}

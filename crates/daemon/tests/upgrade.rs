@@ -251,3 +251,41 @@ fn an_upgrade_to_a_binary_that_is_no_testudo_is_refused_and_the_monitor_works_on
     assert_every_number_once(&daemon.ok(&["logs", "counter"]));
     daemon.ok(&["rm", "counter"]);
 }
+
+#[test]
+fn a_cells_monitor_is_upgraded_once_for_all_its_containers() {
+    let Some(mut daemon) = daemon_with_busybox() else {
+        return;
+    };
+    daemon.ok(&["cell", "create", "--network", "none", "pair"]);
+    for name in ["one", "two"] {
+        daemon.ok(&[
+            "run", "-d", "--cell", "pair", "--name", name, BUSYBOX, "sh", "-c", COUNTER,
+        ]);
+    }
+    let pids = [pid_of(&daemon, "one"), pid_of(&daemon, "two")];
+    let monitor = parent_of(pids[0]);
+    assert_eq!(parent_of(pids[1]), monitor);
+    let next = copy_of_testudo(daemon.dir.path());
+    daemon.terminate();
+    daemon.restart_using(&next);
+
+    let upgrades = daemon.json(&["monitor", "upgrade", "--all"]);
+    let upgrades = upgrades.as_array().unwrap();
+    assert_eq!(upgrades.len(), 2, "{upgrades:?}");
+    for upgrade in upgrades {
+        assert_eq!(upgrade["upgraded"], true, "{upgrade}");
+        assert_eq!(upgrade["monitor_pid"], monitor, "{upgrade}");
+    }
+    assert_eq!(exe(monitor), next);
+    for (name, pid) in ["one", "two"].iter().zip(pids) {
+        assert_eq!(pid_of(&daemon, name), pid);
+        assert_eq!(parent_of(pid), monitor);
+        let last = last_logged(&daemon, name).unwrap();
+        logs_past(&daemon, name, last + 3);
+    }
+    daemon.ok(&["cell", "rm", "-f", "pair"]);
+    for name in ["one", "two"] {
+        assert!(daemon.fails(&["inspect", name]).contains("not found"));
+    }
+}

@@ -989,6 +989,30 @@ impl ContainerService {
         self.supervisor.remove(&record).await
     }
 
+    /// Deletes namespace `namespace`: refused while it holds containers, cells or image
+    /// references unless `force`, which first deletes its containers (killing running ones)
+    /// and cells as [`Self::delete`] and [`Self::delete_cell`] would, then drops the references.
+    pub async fn delete_namespace(
+        &self,
+        namespace: &str,
+        force: bool,
+    ) -> Result<(), ContainerError> {
+        let name = Name::parse("namespace", namespace)?;
+        self.state.namespace(&name)?;
+        if force {
+            for record in self.state.containers(&name)? {
+                match self.delete(namespace, &record.id, true).await {
+                    Err(ContainerError::State(StateError::ContainerNotFound { .. })) | Ok(()) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            for cell in self.state.cells(&name)? {
+                self.delete_cell(namespace, &cell.id, true).await?;
+            }
+        }
+        Ok(self.state.delete_namespace(&name, force)?)
+    }
+
     /// The container, up to date with its monitor.
     pub async fn inspect(
         &self,

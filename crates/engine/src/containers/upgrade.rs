@@ -3,10 +3,12 @@
 //! monitor reaches running containers without restarting them.
 //!
 //! The upgrade of one monitor holds its container's lock, so it is ordered with the container's
-//! other operations; the supervision task's pending `Wait` connection survives the upgrade and
+//! other operations (a cell's monitor is upgraded once, under the lock of the first of its
+//! containers asked for; the others get the same result); the supervision task's pending `Wait` connection survives the upgrade and
 //! is answered by the new binary. A monitor that refuses (its new binary cannot resume it) goes
 //! on as it was, and the refusal is that container's result.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::{call_monitor, ContainerService};
@@ -53,12 +55,22 @@ impl ContainerService {
                 .map(|c| self.state.container(&namespace, c))
                 .collect::<Result<_, _>>()?
         };
+        // The containers of a cell share a monitor, which is upgraded once for all of them.
+        let mut upgraded: HashMap<PathBuf, UpgradedMonitor> = HashMap::new();
         let mut results = Vec::new();
         for record in records {
+            let socket = self.socket_of(&record);
+            let outcome = match upgraded.get(&socket) {
+                Some(done) => Ok(done.clone()),
+                None => self.upgrade_monitor(&record).await,
+            };
+            if let Ok(done) = &outcome {
+                upgraded.insert(socket, done.clone());
+            }
             results.push(MonitorUpgrade {
                 id: record.id.clone(),
                 name: record.name.as_str().to_owned(),
-                outcome: self.upgrade_monitor(&record).await,
+                outcome,
             });
         }
         Ok(results)
