@@ -11,8 +11,9 @@ measures:
   idle RSS  of testudod and containerd once started with the image loaded and no container
             (RSS and PSS from /proc/<pid>/smaps_rollup)
   monitors  PSS summed over every monitor process with 1, 10 and 50 idle containers
-            (`sleep`): testudo's `testudo monitor` processes, podman's conmon, containerd's
-            containerd-shim-runc-v2; and the cost of each further container
+            (`sleep`): testudo's `testudo monitor` processes (one per container, and as
+            `testudo-cell` all the containers in one cell, so one monitor), podman's conmon,
+            containerd's containerd-shim-runc-v2; and the cost of each further container
 
 Each stack has a private root, state and socket in a temporary directory. podman and ctr use
 their default runtime (crun 1.8 refuses the hybrid cgroup layout, so as in runtime.py the whole
@@ -238,6 +239,28 @@ class Testudo:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class TestudoCell:
+    """The same testudod with its idle containers in one cell: one monitor for all of them."""
+    name = "testudo-cell"
+
+    def __init__(self, testudo):
+        self.testudo = testudo
+        run(testudo.ctl(["cell", "create", "--network", "none", "bench"]))
+
+    def start_idle(self, n):
+        run(self.testudo.ctl(["run", "-d", "--cell", "bench", "--name", f"cell-{n}", IMAGE_NAME,
+                              "sleep", "3600"]))
+
+    def remove_idle(self, n):
+        run(self.testudo.ctl(["rm", "-f", f"cell-{n}"]))
+
+    def is_monitor(self, argv):
+        return self.testudo.is_monitor(argv)
+
+    def stop(self):
+        subprocess.run(self.testudo.ctl(["cell", "rm", "-f", "bench"]), capture_output=True)
+
+
 class Podman:
     name = "podman"
 
@@ -414,9 +437,9 @@ def print_report(result):
         print(f"  {name:<11} RSS {mem['rss']:8d}  PSS {mem['pss']:8d}")
     print("\nmonitor PSS summed over all monitor processes (KiB):")
     counts = list(result["monitors"]["testudo"].keys())
-    print("  " + " " * 11 + "".join(f"{c + ' ctrs':>14}" for c in counts) + "   per further")
+    print("  " + " " * 13 + "".join(f"{c + ' ctrs':>14}" for c in counts) + "   per further")
     for name, per in result["monitors"].items():
-        print(f"  {name:<11}" + "".join(f"{per[c]['pss_kib']:>14d}" for c in counts)
+        print(f"  {name:<13}" + "".join(f"{per[c]['pss_kib']:>14d}" for c in counts)
               + f"   {result['monitor_per_further_kib'][name]:>8.1f}")
     print("\ntargets:")
     for t in result["targets"]:
@@ -463,18 +486,27 @@ def main(argv):
         monitors = {}
         for stack in stacks:
             monitors[stack.name] = measure_monitors(stack, counts)
+            if stack.name == "testudo":
+                cell = TestudoCell(stack)
+                monitors[cell.name] = measure_monitors(cell, counts)
+                cell.stop()
         lo, hi = str(counts[0]), str(counts[-1])
         per_further = {name: (m[hi]["pss_kib"] - m[lo]["pss_kib"]) / max(1, counts[-1] - counts[0])
                        for name, m in monitors.items()}
         runs = {name: summary(v) for name, v in samples.items()}
         many = monitors["testudo"][hi]
+        alone = monitors["testudo-cell"][lo]
         targets = [
             {"figure": "testudoctl run --rm / podman run --rm",
              "value": runs["testudo"]["median"] / runs["podman"]["median"], "limit": 0.35},
             {"figure": "testudod idle RSS (MiB)", "value": idle["testudo"]["rss"] / KIB,
              "limit": 15},
-            # One monitor per container until cells group them: the figure is a monitor
-            # process's share with `hi` of them alive (as conmon's 450 KB is measured).
+            # A monitor alone on the machine with one container: nothing shares its pages.
+            {"figure": f"testudo monitor PSS, alone with {lo} container (KiB)",
+             "value": alone["pss_kib"] / max(1, alone["processes"]), "limit": 256},
+            {"figure": "testudo cell monitor PSS per further container (KiB)",
+             "value": per_further["testudo-cell"], "limit": 64},
+            # A monitor process's share with `hi` of them alive (as conmon's 450 KB is measured).
             {"figure": f"testudo monitor PSS per process, {hi} alive (KiB)",
              "value": many["pss_kib"] / max(1, many["processes"]), "limit": 256},
         ]
@@ -490,8 +522,9 @@ def main(argv):
             "daemon_idle": idle,
             "monitors": monitors,
             "monitor_per_further_kib": per_further,
-            "note": "testudo runs one monitor per container for now, so 'per further' is a "
-                    "whole monitor; podman and containerd also run one per container",
+            "note": "testudo runs one monitor per container outside cells ('per further' is a "
+                    "whole monitor) and one per cell (testudo-cell); podman and containerd "
+                    "run one per container",
             "targets": targets,
         }
         print_report(result)
