@@ -565,9 +565,7 @@ async fn run_foreground(
     Ok((id, outcome))
 }
 
-/// Sends each signal of `signals` that comes to container `id`, until dropped. A signal the
-/// container can no longer get (it is exiting) is reported and dropped: the log stream tells
-/// how it ended.
+/// Sends each signal of `signals` that comes to container `id`, until dropped.
 async fn forward_signals(
     signals: &mut Signals,
     client: &mut Client,
@@ -575,10 +573,8 @@ async fn forward_signals(
     id: &str,
 ) -> std::convert::Infallible {
     loop {
-        let number = signals.next().await.to_string();
-        if let Err(e) = client.kill_container(ns, id, &number).await {
-            eprintln!("testudoctl: signal {number} not passed on: {e}");
-        }
+        let number = signals.next().await;
+        signals::pass_on(client, ns, id, number).await;
     }
 }
 

@@ -7,9 +7,10 @@
 //! in raw mode for the session, its size is sent first and again on every `SIGWINCH`; ctrl-p
 //! ctrl-q detaches from `attach` and `run -it`, leaving the container running. Without a local
 //! terminal, `-t` still gives the process one, with a warning, and the end of the local input
-//! is typed on it as ctrl-d. `SIGINT`, `SIGTERM` and `SIGHUP`
-//! end the session (restoring the terminal) with status 128 + N: an exec process is then killed
-//! by the daemon, an attached container runs on.
+//! is typed on it as ctrl-d. In an exec session `SIGINT`, `SIGTERM` and `SIGHUP` end the
+//! session (restoring the terminal) with status 128 + N, and the daemon kills the exec process;
+//! `attach` and `run -i/-t` pass the signals a foreground `run` passes on to the container
+//! instead (docker's `--sig-proxy`), and end when it does.
 //!
 //! Standard input is read by a thread of its own, not by tokio: a blocking read of a terminal
 //! cannot be cancelled, and a thread left in it does not hold up the exit.
@@ -128,7 +129,7 @@ pub(crate) async fn exec(client: &mut Client, ns: &str, args: ExecArgs) -> Resul
             }),
     };
     let (input, output) = client.exec(start).await?;
-    Ok(relay(input, output, session).await?.status())
+    Ok(relay(input, output, session, None).await?.status())
 }
 
 /// `testudoctl attach`: exits with the container's status, or 0 once detached.
@@ -147,8 +148,13 @@ pub(crate) async fn attach(
         tty: config.tty,
         detach_keys: true,
     };
+    let proxy = SignalProxy {
+        client: client.clone(),
+        ns: ns.to_owned(),
+        container: args.container.clone(),
+    };
     let (input, output) = client.attach(ns, &args.container).await?;
-    Ok(relay(input, output, session).await?.status())
+    Ok(relay(input, output, session, Some(proxy)).await?.status())
 }
 
 /// The foreground `run -i` or `run -t`: creates the container, attaches, then starts it, so
@@ -172,10 +178,15 @@ pub(crate) async fn run_attached(
     };
     warn_without_terminal(session);
     let id = client.create_container(ns, config).await?;
+    let proxy = SignalProxy {
+        client: client.clone(),
+        ns: ns.to_owned(),
+        container: id.clone(),
+    };
     let ended = async {
         let (input, output) = client.attach(ns, &id).await?;
         client.start_container(ns, &id).await?;
-        relay(input, output, session).await
+        relay(input, output, session, Some(proxy)).await
     }
     .await;
     if rm && !matches!(ended, Ok(Ended::Detached)) {
@@ -197,16 +208,29 @@ fn warn_without_terminal(session: Session) {
     }
 }
 
-/// Relays until the process ends, the user detaches or a signal comes. The raw mode guard is
-/// held here, so every way out of this function restores the terminal.
+/// Where the signals testudoctl gets go during an attached session with a container.
+struct SignalProxy {
+    client: Client,
+    ns: String,
+    container: String,
+}
+
+/// Relays until the process ends, the user detaches or a signal comes; with `proxy`, signals
+/// go to the container instead of ending the session. The raw mode guard is held here, so
+/// every way out of this function restores the terminal.
 async fn relay(
     input: ProcessInput,
     mut output: ProcessOutput,
     session: Session,
+    mut proxy: Option<SignalProxy>,
 ) -> Result<Ended, CtlError> {
     let stdin = rustix::stdio::stdin();
     let local_terminal = session.tty && terminal::is_terminal(stdin);
-    let mut ends = Signals::watch(&signals::ENDING)?;
+    let mut signals = Signals::watch(if proxy.is_some() {
+        &signals::PROXIED
+    } else {
+        &signals::ENDING
+    })?;
     let raw = (local_terminal && session.stdin)
         .then(|| RawMode::enable(stdin).map_err(CtlError::Terminal))
         .transpose()?;
@@ -271,7 +295,10 @@ async fn relay(
                     send_size(to, size_of).await;
                 }
             },
-            signal = ends.next() => return Ok(Ended::Signalled(signal)),
+            signal = signals.next() => match &mut proxy {
+                Some(to) => signals::pass_on(&mut to.client, &to.ns, &to.container, signal).await,
+                None => return Ok(Ended::Signalled(signal)),
+            },
         }
     }
 }

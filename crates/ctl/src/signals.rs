@@ -1,22 +1,24 @@
 //! The signals testudoctl watches while it holds a session with a container: those that end an
-//! attached session, and those a foreground `run` passes on.
+//! exec session, and those a foreground `run`, `run -i/-t` and `attach` pass on to the container.
 
 use std::future::poll_fn;
 use std::task::Poll;
 
+use testudo_client::Client;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::CtlError;
 
-/// The signals that end an attached session (exec, attach, `run -i`).
+/// The signals that end an exec session.
 pub(crate) const ENDING: [SignalKind; 3] = [
     SignalKind::interrupt(),
     SignalKind::terminate(),
     SignalKind::hangup(),
 ];
 
-/// The signals a foreground `run` passes on to its container (those a terminal or `kill`
-/// sends to a foreground job; not SIGKILL, SIGSTOP or the terminal's job control).
+/// The signals a foreground `run`, `run -i/-t` and `attach` pass on to the container (those a
+/// terminal or `kill` sends to a foreground job; not SIGKILL, SIGSTOP or the terminal's job
+/// control).
 pub(crate) const PROXIED: [SignalKind; 6] = [
     SignalKind::interrupt(),
     SignalKind::terminate(),
@@ -51,5 +53,14 @@ impl Signals {
             Poll::Pending
         })
         .await
+    }
+}
+
+/// Sends signal `number` to container `container` of `ns`. A signal the container can no
+/// longer get (it is exiting) is reported and dropped: the session tells how it ended.
+pub(crate) async fn pass_on(client: &mut Client, ns: &str, container: &str, number: i32) {
+    let number = number.to_string();
+    if let Err(e) = client.kill_container(ns, container, &number).await {
+        eprintln!("testudoctl: signal {number} not passed on: {e}");
     }
 }

@@ -528,3 +528,50 @@ async fn the_api_checks_stdin_once_and_refuses_input_to_an_exec_without_stdin() 
     );
     daemon.ok(&["rm", "-f", "box"]);
 }
+
+#[test]
+fn run_i_and_attach_pass_their_signals_on_to_the_container() {
+    let Some(daemon) = daemon_with_busybox() else {
+        return;
+    };
+    let trapping = "trap 'echo got $0; exit 3' TERM; echo ready; while true; do sleep 0.1; done";
+    let terminate = |child: &Child| {
+        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+        kill_process(pid, Signal::TERM).unwrap();
+    };
+    let mut run = ctl(
+        &daemon,
+        &["run", "-i", "--rm", BUSYBOX, "sh", "-c", trapping, "TERM"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let out = collect(run.stdout.take().unwrap());
+    poll_until("the trap to be set", || text(&out).contains("ready"));
+    terminate(&run);
+    // The container got it, ran its trap and ended the session with its own status.
+    assert_eq!(exit_code(&mut run), Some(3));
+    assert_eq!(out.all(), "ready\ngot TERM\n");
+
+    // Ready once a line came in through the attach: testudoctl then relays, signals caught.
+    let reading = "trap 'echo got $0; exit 3' TERM; read line; echo ready; \
+        while true; do sleep 0.1; done";
+    daemon.ok(&[
+        "run", "-d", "-i", "--name", "held", BUSYBOX, "sh", "-c", reading, "TERM",
+    ]);
+    let mut attached = ctl(&daemon, &["attach", "held"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = collect(attached.stdout.take().unwrap());
+    let mut input = attached.stdin.take().unwrap();
+    input.write_all(b"go\n").unwrap();
+    poll_until("the line to arrive", || text(&seen).contains("ready"));
+    terminate(&attached);
+    assert_eq!(exit_code(&mut attached), Some(3));
+    assert_eq!(seen.all(), "ready\ngot TERM\n");
+    assert_eq!(daemon.ok(&["wait", "held"]), "3\n");
+    daemon.ok(&["rm", "held"]);
+}
