@@ -13,44 +13,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::*;
-use testudo_test_support::{require_root, LeakCheck};
+use testudo_test_support::LeakCheck;
 
 const IMAGE: &str = BUSYBOX;
 
-/// A daemon holding the busybox image, or `None` when not root (and not required to be).
-fn daemon_with_busybox() -> Option<Daemon> {
-    if !require_root() {
-        return None;
-    }
-    let daemon = Daemon::start(&[]);
-    import_busybox(&daemon);
-    Some(daemon)
-}
-
 fn cell(daemon: &Daemon, name: &str) -> serde_json::Value {
     daemon.json(&["cell", "inspect", name])
-}
-
-fn id_of(daemon: &Daemon, name: &str) -> String {
-    daemon.json(&["inspect", name])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn pid_of(daemon: &Daemon, name: &str) -> u32 {
-    let pid = daemon.json(&["inspect", name])["status"]["pid"]
-        .as_u64()
-        .unwrap();
-    assert!(pid > 0, "{name} has no pid");
-    u32::try_from(pid).unwrap()
-}
-
-/// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`, after the command in parentheses).
-fn parent_of(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    after.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 /// The pids of the `testudo monitor` processes whose arguments mention `marker`.
@@ -95,10 +63,6 @@ fn memory_cgroup(pid: u32) -> String {
                 .then(|| path.to_owned())
         })
         .unwrap()
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 #[test]

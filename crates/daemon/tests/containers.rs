@@ -10,20 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use testudo_test_support::require_root;
 
 /// The name the busybox image is imported under.
 const IMAGE: &str = BUSYBOX;
-
-/// A daemon holding the busybox image, or `None` when not root (and not required to be).
-fn daemon_with_busybox() -> Option<Daemon> {
-    if !require_root() {
-        return None;
-    }
-    let daemon = Daemon::start(&[]);
-    import_busybox(&daemon);
-    Some(daemon)
-}
 
 /// Polls `done` until it holds; a deadline only turns a hang into a failure.
 fn eventually(what: &str, mut done: impl FnMut() -> bool) {

@@ -17,17 +17,6 @@ use common::*;
 use rustix::process::{kill_process, Pid, Signal};
 use rustix::pty::OpenptFlags;
 use rustix::termios::{self, LocalModes, Winsize};
-use testudo_test_support::require_root;
-
-/// A daemon holding the busybox image, or `None` when not root (and not required to be).
-fn daemon_with_busybox() -> Option<Daemon> {
-    if !require_root() {
-        return None;
-    }
-    let daemon = Daemon::start(&[]);
-    import_busybox(&daemon);
-    Some(daemon)
-}
 
 /// The state of container `name`, as `testudoctl inspect` reports it.
 fn state(daemon: &Daemon, name: &str) -> String {

@@ -52,13 +52,6 @@ fn address(daemon: &Daemon, name: &str) -> String {
     first.split('/').next().unwrap().to_owned()
 }
 
-fn id_of(daemon: &Daemon, name: &str) -> String {
-    daemon.json(&["inspect", name])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// A TCP port on 127.0.0.1 that nothing listens on now.
 fn free_loopback_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use testudo_test_support::{require_root, LeakCheck};
+use testudo_test_support::LeakCheck;
 
 /// Logs a number a line, from 0 up, every 50 ms, and exits 0 on SIGTERM (a shell as PID 1
 /// ignores signals it has no trap for).
@@ -23,29 +23,9 @@ const COUNTER: &str =
 const COUNTER_UNTIL_FLAG: &str = "trap 'exit 0' TERM; i=0; \
     while [ ! -f /flags/exit ]; do echo $i; i=$((i+1)); sleep 0.05; done; exit 7";
 
-/// A daemon holding the busybox image, or `None` when not root (and not required to be).
-fn daemon_with_busybox() -> Option<Daemon> {
-    if !require_root() {
-        return None;
-    }
-    let daemon = Daemon::start(&[]);
-    import_busybox(&daemon);
-    Some(daemon)
-}
-
 /// `testudoctl inspect` of container `name` in the default namespace.
 fn inspect(daemon: &Daemon, name: &str) -> serde_json::Value {
     daemon.json(&["inspect", name])
-}
-
-fn pid_of(daemon: &Daemon, name: &str) -> u32 {
-    let pid = inspect(daemon, name)["status"]["pid"].as_u64().unwrap();
-    assert!(pid > 0, "{name} has no pid");
-    u32::try_from(pid).unwrap()
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Whether `pid` is still in container `id`'s cgroup (the memory hierarchy's on cgroup v1, the

@@ -13,43 +13,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use testudo_test_support::require_root;
 
 /// Logs a number a line, from 0 up, every 50 ms, and exits 0 on SIGTERM.
 const COUNTER: &str =
     "trap 'exit 0' TERM; i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done";
 
-fn daemon_with_busybox() -> Option<Daemon> {
-    if !require_root() {
-        return None;
-    }
-    let daemon = Daemon::start(&[]);
-    import_busybox(&daemon);
-    Some(daemon)
-}
-
-fn pid_of(daemon: &Daemon, name: &str) -> i32 {
-    let pid = daemon.json(&["inspect", name])["status"]["pid"]
-        .as_i64()
-        .unwrap();
-    assert!(pid > 0, "{name} has no pid");
-    i32::try_from(pid).unwrap()
-}
-
-/// The parent of `pid` (field 4 of `/proc/<pid>/stat`).
-fn parent_of(pid: i32) -> i32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let (_, rest) = stat.rsplit_once(')').unwrap();
-    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn exe(pid: i32) -> PathBuf {
+fn exe(pid: u32) -> PathBuf {
     std::fs::read_link(format!("/proc/{pid}/exe")).unwrap()
 }
 
 /// The monitor's descriptors other than connections (which come and go with each call of the
 /// daemon): number -> what it refers to. The listening socket is the lowest socket, kept.
-fn held(pid: i32) -> BTreeMap<u32, String> {
+fn held(pid: u32) -> BTreeMap<u32, String> {
     let mut all: BTreeMap<u32, String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|entry| {
@@ -69,7 +44,7 @@ fn held(pid: i32) -> BTreeMap<u32, String> {
 
 /// The descriptors above stdio without `O_CLOEXEC`: whatever its starter leaked to it; an
 /// upgrade must add none.
-fn inheritable(pid: i32) -> Vec<u32> {
+fn inheritable(pid: u32) -> Vec<u32> {
     const O_CLOEXEC: u32 = 0o2000000;
     held(pid)
         .into_keys()

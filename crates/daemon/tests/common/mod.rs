@@ -433,3 +433,42 @@ pub(crate) fn logs_past(daemon: &Daemon, name: &str, after: u64) {
         last_logged(daemon, name).is_some_and(|n| n > after)
     });
 }
+
+/// A daemon holding the busybox image, or `None` when not root (and not required to be).
+pub(crate) fn daemon_with_busybox() -> Option<Daemon> {
+    if !testudo_test_support::require_root() {
+        return None;
+    }
+    let daemon = Daemon::start(&[]);
+    import_busybox(&daemon);
+    Some(daemon)
+}
+
+/// The id of container `name`, as `testudoctl inspect` reports it.
+pub(crate) fn id_of(daemon: &Daemon, name: &str) -> String {
+    daemon.json(&["inspect", name])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The host pid of container `name`'s init, which must be running.
+pub(crate) fn pid_of(daemon: &Daemon, name: &str) -> u32 {
+    let pid = daemon.json(&["inspect", name])["status"]["pid"]
+        .as_u64()
+        .unwrap();
+    assert!(pid > 0, "{name} has no pid");
+    u32::try_from(pid).unwrap()
+}
+
+/// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`, after the command in parentheses).
+pub(crate) fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Whether process `pid` exists (a zombie counts).
+pub(crate) fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
