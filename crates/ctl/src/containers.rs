@@ -436,6 +436,7 @@ pub(crate) fn container_json(c: &Container) -> Value {
             "init": config.init,
             "tty": config.tty,
             "stdin": config.stdin,
+            "cell": config.cell,
         },
         "status": {
             "state": state_name(status.state),

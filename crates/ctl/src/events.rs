@@ -51,6 +51,7 @@ fn details(payload: Option<&Payload>) -> Value {
         Some(Payload::ContainerStarted(s)) => json!({"pid": s.pid}),
         Some(Payload::ContainerExited(e)) => json!({"exit_code": e.exit_code}),
         Some(Payload::ImageChanged(i)) => json!({"name": i.name, "digest": i.digest}),
+        Some(Payload::CellChanged(c)) => json!({"id": c.id, "name": c.name}),
         Some(Payload::NamespaceChanged(_) | Payload::ContainerOom(_)) | None => json!({}),
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use testudo_api::events::v1::events_service_server::EventsService;
 use testudo_api::events::v1::{
-    event, ContainerChanged, ContainerExited, ContainerOom, ContainerStarted, Event, ImageChanged,
-    NamespaceChanged, SubscribeRequest, SubscribeResponse,
+    event, CellChanged, ContainerChanged, ContainerExited, ContainerOom, ContainerStarted, Event,
+    ImageChanged, NamespaceChanged, SubscribeRequest, SubscribeResponse,
 };
 use testudo_engine::events::{Event as EngineEvent, EventFilter, EventKind};
 use tokio::sync::mpsc;
@@ -59,6 +59,9 @@ fn event(e: EngineEvent) -> Event {
             finished_at: Some(finished.into()),
         }),
         EventKind::ContainerOom => event::Payload::ContainerOom(ContainerOom {}),
+        EventKind::CellCreated { id, name } | EventKind::CellDeleted { id, name } => {
+            event::Payload::CellChanged(CellChanged { id, name })
+        }
         EventKind::ImagePulled { name, digest }
         | EventKind::ImageImported { name, digest }
         | EventKind::ImageDeleted { name, digest } => {

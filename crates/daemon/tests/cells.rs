@@ -317,3 +317,52 @@ fn a_forced_namespace_delete_removes_its_containers_and_cells_from_the_host() {
     }
     assert!(daemon.fails(&["-n", "team", "ps"]).contains("not found"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_and_deleting_a_cell_are_events() {
+    use testudo_api::events::v1::events_service_client::EventsServiceClient;
+    use testudo_api::events::v1::{event, SubscribeRequest};
+    let Some(daemon) = tokio::task::spawn_blocking(|| {
+        testudo_test_support::require_root().then(|| Daemon::start(&[]))
+    })
+    .await
+    .unwrap() else {
+        return;
+    };
+    let mut client = EventsServiceClient::new(channel(daemon.socket()).await);
+    // The call returns once the daemon has subscribed: nothing after it is missed.
+    let mut events = client
+        .subscribe(SubscribeRequest {
+            namespace: "default".to_owned(),
+            topics: vec!["/cells/".to_owned()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let daemon = tokio::task::spawn_blocking(move || {
+        daemon.ok(&["cell", "create", "--network", "none", "seen"]);
+        daemon.ok(&["cell", "rm", "seen"]);
+        daemon
+    })
+    .await
+    .unwrap();
+    for topic in ["/cells/create", "/cells/delete"] {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), events.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap();
+        assert_eq!(got.topic, topic);
+        assert_eq!(got.namespace, "default");
+        match got.payload {
+            Some(event::Payload::CellChanged(cell)) => {
+                assert_eq!(cell.name, "seen");
+                assert_eq!(cell.id.len(), 64);
+            }
+            other => panic!("{topic}: {other:?}"),
+        }
+    }
+    drop(daemon);
+}

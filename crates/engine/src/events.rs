@@ -1,4 +1,5 @@
-//! The engine's event bus: what changed (a namespace, a container, an image), as it happens.
+//! The engine's event bus: what changed (a namespace, a container, a cell, an image), as it
+//! happens.
 //!
 //! One bounded [`tokio::sync::broadcast`] channel: publishing never waits and never fails, so a
 //! subscriber cannot slow the engine down. A subscriber that falls more than
@@ -48,6 +49,20 @@ pub enum EventKind {
     },
     /// `/containers/oom`: the kernel killed a process of the container for lack of memory.
     ContainerOom,
+    /// `/cells/create`.
+    CellCreated {
+        /// Its id.
+        id: String,
+        /// Its name.
+        name: String,
+    },
+    /// `/cells/delete`.
+    CellDeleted {
+        /// Its id.
+        id: String,
+        /// Its name.
+        name: String,
+    },
     /// `/images/pull`.
     ImagePulled {
         /// The image's canonical name.
@@ -82,6 +97,8 @@ impl EventKind {
             Self::ContainerExited { .. } => "/containers/exit",
             Self::ContainerDeleted { .. } => "/containers/delete",
             Self::ContainerOom => "/containers/oom",
+            Self::CellCreated { .. } => "/cells/create",
+            Self::CellDeleted { .. } => "/cells/delete",
             Self::ImagePulled { .. } => "/images/pull",
             Self::ImageImported { .. } => "/images/import",
             Self::ImageDeleted { .. } => "/images/delete",

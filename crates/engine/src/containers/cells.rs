@@ -19,6 +19,7 @@ use super::{
     monitor_paths, new_id, remove_tree, rfc3339, stop_monitor, ContainerError, ContainerService,
     CreateRequest, NetworkMode,
 };
+use crate::events::{Event, EventKind};
 use crate::networks::{NetworkChoice, NetworkService};
 use crate::state::{CellRecord, ContainerRecord, Name, StateError};
 
@@ -120,6 +121,13 @@ impl ContainerService {
         }
         tracing::info!(cell_id = %record.id, namespace = %record.namespace, cell = %record.name,
             "cell created");
+        self.events().publish(Event::new(
+            record.namespace.as_str(),
+            EventKind::CellCreated {
+                id: record.id.clone(),
+                name: record.name.to_string(),
+            },
+        ));
         Ok(record)
     }
 
@@ -200,6 +208,13 @@ impl ContainerService {
         self.supervisor.locks.forget(&namespace, &record.id);
         tracing::info!(cell_id = %record.id, namespace = %namespace, cell = %record.name,
             "cell deleted");
+        self.events().publish(Event::new(
+            namespace.as_str(),
+            EventKind::CellDeleted {
+                id: record.id.clone(),
+                name: record.name.to_string(),
+            },
+        ));
         Ok(())
     }
 
