@@ -227,3 +227,49 @@ impl ContainerService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn cell(netns: Option<&str>) -> CellRecord {
+        CellRecord {
+            namespace: Name::parse("namespace", "default").unwrap(),
+            id: "c".repeat(64),
+            name: Name::parse("cell", "web").unwrap(),
+            network: serde_json::json!("none"),
+            netns: netns.map(PathBuf::from),
+            labels: BTreeMap::new(),
+            created: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_member_joins_the_cells_namespace_and_may_not_ask_for_its_own() {
+        let request = CreateRequest {
+            image: "busybox".into(),
+            ..CreateRequest::default()
+        };
+        let joined = join_cell(request.clone(), &cell(Some("/run/netns/testudo-c"))).unwrap();
+        assert_eq!(
+            joined.network,
+            NetworkMode::Join(PathBuf::from("/run/netns/testudo-c"))
+        );
+        let host = join_cell(request.clone(), &cell(None)).unwrap();
+        assert_eq!(host.network, NetworkMode::Host);
+        let own = CreateRequest {
+            network: NetworkMode::Host,
+            ..request
+        };
+        let refused = join_cell(own, &cell(None)).unwrap_err();
+        assert!(matches!(refused, ContainerError::NetworkInCell { .. }));
+        assert_eq!(
+            refused.to_string(),
+            "a container of cell \"web\" shares the cell's network: leave its network unset"
+        );
+    }
+}
