@@ -366,3 +366,106 @@ async fn creating_and_deleting_a_cell_are_events() {
     }
     drop(daemon);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cells_api_answers_bad_requests_with_their_status_codes() {
+    use testudo_api::cells::v1::cells_service_client::CellsServiceClient;
+    use testudo_api::cells::v1::{CreateRequest, DeleteRequest, InspectRequest, ListRequest};
+    use testudo_api::containers::v1::containers_service_client::ContainersServiceClient;
+    use testudo_api::containers::v1::{
+        network, ContainerConfig, CreateRequest as CreateContainer, HostNetwork, Network,
+    };
+    use tonic::Code;
+    fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
+        result.unwrap_err().code()
+    }
+    let Some(daemon) = tokio::task::spawn_blocking(daemon_with_busybox)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let channel = channel(daemon.socket()).await;
+    let mut cells = CellsServiceClient::new(channel.clone());
+    let mut containers = ContainersServiceClient::new(channel);
+    let create = |namespace: &str, name: &str| CreateRequest {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        ..CreateRequest::default()
+    };
+    let made = cells
+        .create(create("default", "grpc"))
+        .await
+        .unwrap()
+        .into_inner()
+        .cell
+        .unwrap();
+    // Unset network: a namespace of the cell's own with only loopback.
+    assert!(
+        made.netns_path.starts_with("/run/netns/testudo-"),
+        "{made:?}"
+    );
+    assert!(made.attachment.is_none());
+    assert_eq!(
+        code(cells.create(create("default", "grpc")).await),
+        Code::AlreadyExists
+    );
+    assert_eq!(
+        code(cells.create(create("default", "bad name")).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(cells.create(create("default", &"a".repeat(64))).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(cells.create(create("nowhere", "grpc")).await),
+        Code::NotFound
+    );
+    let inspect = |cell: &str| InspectRequest {
+        namespace: "default".to_owned(),
+        cell: cell.to_owned(),
+    };
+    assert_eq!(code(cells.inspect(inspect("nope")).await), Code::NotFound);
+    // By id as by name.
+    let by_id = cells.inspect(inspect(&made.id)).await.unwrap().into_inner();
+    assert_eq!(by_id.cell.unwrap().name, "grpc");
+    let list = ListRequest {
+        namespace: "nowhere".to_owned(),
+    };
+    assert_eq!(code(cells.list(list).await), Code::NotFound);
+
+    let member = |network: Option<Network>| CreateContainer {
+        namespace: "default".to_owned(),
+        config: Some(ContainerConfig {
+            image: BUSYBOX.to_owned(),
+            cell: "grpc".to_owned(),
+            network,
+            cmd: Some(testudo_api::containers::v1::Command {
+                args: vec!["sleep".to_owned(), "600".to_owned()],
+            }),
+            ..ContainerConfig::default()
+        }),
+    };
+    let own = Network {
+        mode: Some(network::Mode::Host(HostNetwork {})),
+    };
+    assert_eq!(
+        code(containers.create(member(Some(own))).await),
+        Code::InvalidArgument
+    );
+    containers.create(member(None)).await.unwrap();
+    let delete = |force| DeleteRequest {
+        namespace: "default".to_owned(),
+        cell: "grpc".to_owned(),
+        force,
+    };
+    assert_eq!(
+        code(cells.delete(delete(false)).await),
+        Code::FailedPrecondition
+    );
+    cells.delete(delete(true)).await.unwrap();
+    assert_eq!(code(cells.delete(delete(false)).await), Code::NotFound);
+    assert!(!std::path::Path::new(&made.netns_path).exists());
+    drop(daemon);
+}
