@@ -31,8 +31,10 @@ fn fail(step: &'static str) -> impl FnOnce(io::Error) -> UserNamespaceError {
 /// A namespace is created with a process in it: a child is cloned into a new user namespace and
 /// blocks on a pipe while this process writes `deny` to its `setgroups` (as runc does: nothing runs
 /// in there that needs supplementary groups), then its maps, and opens its `/proc/<pid>/ns/user`. Then
-/// the pipe is closed, the child exits and is reaped before this returns; the descriptor alone keeps
-/// the namespace alive. If this process dies first, the child sees the pipe close and exits too.
+/// a byte on the pipe releases the child, which exits and is reaped before this returns; the
+/// descriptor alone keeps the namespace alive. If this process dies first, the child sees the pipe
+/// close and exits too. The release is a byte, not the pipe's end: a child forked meanwhile by
+/// another thread (a test harness's) may hold a copy of the write end.
 ///
 /// The caller must be single-threaded (see [`clone3`]) and privileged over the ids it maps.
 pub fn user_namespace_with_mappings(
@@ -52,6 +54,8 @@ pub fn user_namespace_with_mappings(
         Forked::Parent(child) => {
             drop(read_end);
             let namespace = map_and_open(child, uid_map, gid_map);
+            // A failed write (the child is gone already) leaves nothing to release.
+            let _ = rustix::io::write(&write_end, &[0]);
             drop(write_end);
             // The child exits as soon as the pipe is closed; waiting does not block for long.
             let _ = waitpid(Some(child), WaitOptions::empty());
