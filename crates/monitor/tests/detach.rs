@@ -147,3 +147,33 @@ fn the_monitor_keeps_no_descriptor_its_starter_left_open() {
         monitor_pid
     )));
 }
+
+#[test]
+fn the_monitor_runs_with_the_malloc_caches_off_and_keeps_other_tunables() {
+    if !require_root() {
+        return;
+    }
+    let mut monitor = TestMonitor::unstarted();
+    let output = monitor
+        .command()
+        .env("GLIBC_TUNABLES", "glibc.malloc.check=0")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    monitor.pid = monitor.client().monitor_pid();
+    // glibc ends each tunable it takes with a NUL in place, so the value reads as pieces here.
+    let environ = std::fs::read(format!("/proc/{}/environ", monitor.pid)).unwrap();
+    let environ = String::from_utf8_lossy(&environ).replace('\0', "\n");
+    assert!(
+        environ.contains("GLIBC_TUNABLES=glibc.malloc.check=0"),
+        "{environ}"
+    );
+    for tunable in testudo_monitor::MALLOC_TUNABLES.split(':') {
+        assert!(environ.contains(tunable), "{tunable} missing: {environ}");
+    }
+    monitor.shut_down();
+}
