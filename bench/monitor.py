@@ -11,7 +11,7 @@ container (the PSS difference between the highest and lowest counts, divided by 
 between them). A JSON result goes to bench/results/monitor-<date>.json.
 
 PSS shares pages between processes that map them: the figure is for a monitor that is the only
-one on the machine when no other `testudo` process runs (the script warns if one does).
+one on the machine when no other process runs its binary (the script warns if one does).
 
 Tears everything down at the end, also on error or SIGINT/SIGTERM/SIGHUP: deletes the containers
 (force), shuts the monitor down, waits for it, removes the cgroups it created and the temporary
@@ -182,17 +182,18 @@ def smaps_by_class(pid):
     return classes
 
 
-def other_testudo_processes(own):
-    """Pids of `testudo` processes other than the monitor's: they share its pages."""
+def processes_of_binary(binary, own):
+    """Pids, other than `own`, of processes running `binary`: they share its pages."""
+    want = os.stat(binary)
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in own:
             continue
         try:
-            exe = os.readlink(f"/proc/{entry}/exe")
+            st = os.stat(f"/proc/{entry}/exe")
         except OSError:
             continue
-        if os.path.basename(exe).startswith("testudo"):
+        if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
             found.append(int(entry))
     return found
 
@@ -347,13 +348,14 @@ def main(argv):
         for count in args.counts:
             while len(bench.ids) < count:
                 bench.add_container()
-            others = other_testudo_processes({bench.monitor_pid})
+            others = processes_of_binary(args.testudo, {bench.monitor_pid})
             samples[str(count)] = bench.sample()
             progress(f"  {count} idle containers: PSS {samples[str(count)]['pss_kib']} KiB")
     finally:
         bench.teardown()
     if others:
-        progress(f"warning: other testudo processes ran ({others[:5]}): PSS shares pages with them")
+        progress(f"warning: other processes ran {args.testudo} ({others[:5]}): "
+                 "the monitor's PSS shares its pages with them")
 
     lo, hi = args.counts[0], args.counts[-1]
     per_further = None
@@ -372,7 +374,7 @@ def main(argv):
         "settings": {"testudo": args.testudo, "counts": args.counts,
                      "settle_seconds": SETTLE_SECONDS},
         "host": {"kernel": platform.release(), "cpus": os.cpu_count(),
-                 "loadavg": os.getloadavg(), "other_testudo_processes": len(others)},
+                 "loadavg": os.getloadavg(), "other_processes_of_binary": len(others)},
         "samples": samples,
         "per_further_kib": per_further,
         "targets": targets,
