@@ -10,7 +10,7 @@
 //!
 //! A fault on a file page maps its neighbours too: fault-around, which maps the whole large folio
 //! the page cache holds the page in (128 KiB for the binary here). So nothing may run between the
-//! release and the system call that sleeps but code that is kept mapped: [`release_then_syscall`]
+//! release and the system call that sleeps but code that is kept mapped: `release_then_syscall`
 //! sits in a linker section of its own, `testudo_idle`, whose pages the release leaves alone,
 //! and makes its system calls with inline assembly rather than through the C library.
 
