@@ -2,7 +2,7 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 use rustix::net::{
@@ -25,6 +25,28 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     };
     if ret == -1 {
         return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Closes every descriptor numbered 3 or higher except `keep`: for a process that detaches from
+/// its starter to live long (a container monitor), so that it holds no descriptor the starter
+/// happened to leave open, close-on-exec or not (`close_range`).
+///
+/// The caller promises that nothing in this process owns a descriptor this closes, or uses one
+/// afterwards: it calls this just after forking, when all it holds is `keep` and stdio.
+pub fn close_all_but(keep: BorrowedFd<'_>) -> io::Result<()> {
+    let keep =
+        u32::try_from(keep.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // Below and above `keep`; a range whose first exceeds its last is empty.
+    let ranges = [(3, keep.saturating_sub(1)), (keep.max(2) + 1, u32::MAX)];
+    for (first, last) in ranges.into_iter().filter(|(first, last)| first <= last) {
+        // SAFETY: the range holds no descriptor that Rust code owns or uses afterwards, by the
+        // caller's contract; close_range touches no memory.
+        let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+        if ret == -1 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 
@@ -55,6 +56,9 @@ fn monitor_main(config: &MonitorConfig, listener: UnixListener, log: File) -> io
     detach(&log)?;
     // Its stderr is the log now: the monitor holds one descriptor of it, not two.
     drop(log);
+    // Whatever else its starter left open (close-on-exec or not: there is no exec here) would
+    // stay open for the monitor's whole life; only the listener and stdio are its own.
+    testudo_linux::fd::close_all_but(listener.as_fd())?;
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     let supervisor = Supervisor::new(
         StateRoot::new(&config.runtime_root),
@@ -64,7 +68,7 @@ fn monitor_main(config: &MonitorConfig, listener: UnixListener, log: File) -> io
 }
 
 /// A new session without a terminal, stdio on `/dev/null` and the monitor log, and `/` as working
-/// directory, so the monitor holds nothing of its starter.
+/// directory, so the monitor holds nothing of its starter (its other descriptors are closed next).
 fn detach(log: &File) -> io::Result<()> {
     rustix::process::setsid()?;
     std::env::set_current_dir("/")?;

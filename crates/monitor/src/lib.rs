@@ -149,6 +149,44 @@ pub fn run_monitor(config: &MonitorConfig) -> Result<Detached, MonitorError> {
     detach::fork_monitor(&config, listener)
 }
 
+/// glibc's malloc settings for a monitor, as `GLIBC_TUNABLES` names them: no per-thread cache
+/// (tcache) and no fast bins. A chunk in either counts as in use, so `malloc_trim` cannot give its
+/// page back and free neighbours cannot merge across it; the creation of a container leaves
+/// hundreds of them. Measured with one idle container: heap 100 KiB with them, 24 KiB without,
+/// for about 7 KiB of live data; the monitor's few allocations do not miss the caches' speed.
+pub const MALLOC_TUNABLES: &str = "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0";
+
+/// For `testudo monitor`, before [`run_monitor`]: re-executes this binary (same pid, arguments and
+/// descriptors) with [`MALLOC_TUNABLES`] added to `GLIBC_TUNABLES`, which glibc reads only when a
+/// program starts. Returns `Ok` without doing anything when `GLIBC_TUNABLES` already sets the tcache
+/// (so after the re-execution, and in an upgraded monitor, which inherits the environment), and
+/// the error if the execution failed.
+pub fn reexec_with_malloc_tunables() -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+
+    const VARIABLE: &str = "GLIBC_TUNABLES";
+    let mut tunables = std::env::var_os(VARIABLE).unwrap_or_default();
+    if tunables
+        .as_bytes()
+        .windows(b"glibc.malloc.tcache_count=".len())
+        .any(|w| w == b"glibc.malloc.tcache_count=")
+    {
+        return Ok(());
+    }
+    if !tunables.is_empty() {
+        tunables.push(":");
+    }
+    tunables.push(MALLOC_TUNABLES);
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "testudo".into());
+    Err(std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .env(VARIABLE, tunables)
+        .exec())
+}
+
 /// `testudo monitor --resume <fd>`: the first thing a binary does that an upgrading monitor
 /// re-executed. It takes over the handover in memfd `handover` and everything it names, answers the
 /// upgrade, and serves as the monitor did. It never returns: it exits when the monitor is done, or

@@ -107,6 +107,11 @@ pub(crate) fn dispatch(cli: &Cli, log: &mut Log) -> Outcome {
             runtime_root,
             ..
         } => {
+            // Returns at once in the re-executed process; should the exec fail, the monitor runs
+            // with glibc's default malloc settings, only less lean.
+            if let Err(e) = testudo_monitor::reexec_with_malloc_tunables() {
+                eprintln!("testudo monitor: re-execute with lean malloc settings: {e}");
+            }
             let mut config = testudo_monitor::MonitorConfig::new(state_dir.clone(), socket.clone());
             if let Some(root) = runtime_root {
                 config.runtime_root = root.clone();
