@@ -476,9 +476,17 @@ fn a_crashed_create_leaves_state_that_delete_cleans() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     child.kill().unwrap();
     child.wait().unwrap();
-    let _ = std::process::Command::new("pkill")
+    // The hook's shell and its `sleep` child: the child first, or it outlives the test.
+    let hooks = std::process::Command::new("pgrep")
         .args(["-f", &marker])
-        .status();
+        .output()
+        .unwrap();
+    for pid in String::from_utf8_lossy(&hooks.stdout).split_whitespace() {
+        let _ = std::process::Command::new("pkill")
+            .args(["-P", pid])
+            .status();
+        let _ = std::process::Command::new("kill").arg(pid).status();
+    }
     for _ in 0..200 {
         if rt.state(bundle.id())["status"] == "stopped" {
             break;
