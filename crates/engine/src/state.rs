@@ -534,19 +534,8 @@ impl StateDb {
 
     /// Every container of `namespace`, by id.
     pub fn containers(&self, namespace: &Name) -> Result<Vec<ContainerRecord>, StateError> {
-        let ns = namespace.as_str();
         let txn = self.db.begin_read()?;
-        let containers = txn.open_table(CONTAINERS)?;
-        let mut out = Vec::new();
-        for entry in containers.range((ns, "")..)? {
-            let (key, value) = entry?;
-            let (record_ns, id) = key.value();
-            if record_ns != ns {
-                break;
-            }
-            out.push(decode(id, value.value())?);
-        }
-        Ok(out)
+        records_in(&txn.open_table(CONTAINERS)?, namespace.as_str())
     }
 
     /// Applies `change` to the stored container and writes it back in one transaction; the id,
@@ -706,6 +695,23 @@ impl StateDb {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// The records of `table`'s entries in namespace `ns`, in key order.
+fn records_in<T: for<'de> Deserialize<'de>>(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    ns: &str,
+) -> Result<Vec<T>, StateError> {
+    let mut out = Vec::new();
+    for entry in table.range((ns, "")..)? {
+        let (key, value) = entry?;
+        let (record_ns, name) = key.value();
+        if record_ns != ns {
+            break;
+        }
+        out.push(decode(name, value.value())?);
+    }
+    Ok(out)
 }
 
 /// The second key parts of `table`'s entries in namespace `ns`.

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode, ContainerRecord, Name, StateDb, StateError, CONTAINERS, NAMESPACES};
+use super::{
+    decode, encode, records_in, ContainerRecord, Name, StateDb, StateError, CONTAINERS, NAMESPACES,
+};
 
 pub(super) const CELLS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("cells");
 
@@ -79,19 +81,8 @@ impl StateDb {
 
     /// Every cell of `namespace`, by name.
     pub fn cells(&self, namespace: &Name) -> Result<Vec<CellRecord>, StateError> {
-        let ns = namespace.as_str();
         let txn = self.db.begin_read()?;
-        let cells = txn.open_table(CELLS)?;
-        let mut out = Vec::new();
-        for entry in cells.range((ns, "")..)? {
-            let (key, value) = entry?;
-            let (record_ns, name) = key.value();
-            if record_ns != ns {
-                break;
-            }
-            out.push(decode(name, value.value())?);
-        }
-        Ok(out)
+        records_in(&txn.open_table(CELLS)?, namespace.as_str())
     }
 
     /// The containers of `namespace` in cell `cell_id`.
@@ -123,19 +114,11 @@ impl StateDb {
                     })
                 }
             };
-            let containers = txn.open_table(CONTAINERS)?;
-            let mut held = 0;
-            for entry in containers.range((ns, "")..)? {
-                let (key, value) = entry?;
-                let (record_ns, id) = key.value();
-                if record_ns != ns {
-                    break;
-                }
-                let container: ContainerRecord = decode(id, value.value())?;
-                if container.cell.as_deref() == Some(record.id.as_str()) {
-                    held += 1;
-                }
-            }
+            let containers: Vec<ContainerRecord> = records_in(&txn.open_table(CONTAINERS)?, ns)?;
+            let held = containers
+                .iter()
+                .filter(|c| c.cell.as_deref() == Some(record.id.as_str()))
+                .count();
             if held > 0 {
                 return Err(StateError::CellNotEmpty {
                     namespace: ns.to_owned(),
