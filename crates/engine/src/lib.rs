@@ -1,12 +1,13 @@
 //! The daemon's core, async and transport-agnostic: the image service (pull and import into the
 //! content store, layers unpacked once into shared snapshots, container root filesystems on top,
 //! garbage collection), the state database (namespaces, their containers and image references:
-//! content is shared between namespaces, names are not), the container service (bundles, one
-//! monitor process per container, lifecycle, supervision of exits with restart policies,
+//! content is shared between namespaces, names are not), the container service (bundles, a
+//! monitor process per container or one per cell, cells (containers sharing a monitor, a network
+//! namespace and a cgroup level), lifecycle, supervision of exits with restart policies,
 //! re-adoption of the monitors after a daemon restart, CRI logs read back, cgroup stats) and
 //! the event bus (what changed, for subscribers that may be dropped but never slow the engine),
 //! and networks (bridge networks with IPAM and NAT, CNI, persistent network namespaces and the
-//! containers' attachments, recorded in the state database); cells follow.
+//! containers' and cells' attachments, recorded in the state database).
 //!
 //! Non-goals: any wire format (the daemon maps gRPC onto this crate and this crate knows no proto),
 //! running containers itself (monitors do, through the runtime), registry, snapshot and
