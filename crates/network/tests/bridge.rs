@@ -166,6 +166,9 @@ fn a_port_published_on_every_address_reaches_the_namespace_from_another_one() {
     net.attach(&client_ns, &[]);
 
     let server = listen_in(&server_ns, SocketAddr::new(IpAddr::V4(lease.ipv4), 8080));
+    // The same listener serves the second client: binding the port again can race with the
+    // first connection's teardown (it failed once with AddrInUse).
+    let again = server.try_clone().unwrap();
     let served = echo_once(server);
     let gateway = SocketAddr::from(([10, 231, 4, 1], port));
     let stream = client_ns.run(|| connect(gateway)).unwrap();
@@ -177,10 +180,7 @@ fn a_port_published_on_every_address_reaches_the_namespace_from_another_one() {
     served.join().unwrap();
 
     // And from the host itself, on loopback.
-    let served = echo_once(listen_in(
-        &server_ns,
-        SocketAddr::new(IpAddr::V4(lease.ipv4), 8080),
-    ));
+    let served = echo_once(again);
     assert_eq!(
         ask(connect(SocketAddr::from(([127, 0, 0, 1], port)))),
         "hello from 10.231.4.1"
