@@ -623,19 +623,8 @@ impl StateDb {
 
     /// Every image reference of `namespace`, by name.
     pub fn images(&self, namespace: &Name) -> Result<Vec<ImageRecord>, StateError> {
-        let ns = namespace.as_str();
         let txn = self.db.begin_read()?;
-        let images = txn.open_table(IMAGES)?;
-        let mut out = Vec::new();
-        for entry in images.range((ns, "")..)? {
-            let (key, value) = entry?;
-            let (record_ns, name) = key.value();
-            if record_ns != ns {
-                break;
-            }
-            out.push(decode(name, value.value())?);
-        }
-        Ok(out)
+        records_in(&txn.open_table(IMAGES)?, namespace.as_str())
     }
 
     /// Every image reference of every namespace: the roots of garbage collection.

@@ -70,7 +70,7 @@ impl StateDb {
         if let Some(value) = cells.get((namespace.as_str(), name))? {
             return decode(name, value.value());
         }
-        self.cells(namespace)?
+        records_in::<CellRecord>(&cells, namespace.as_str())?
             .into_iter()
             .find(|c| c.id == name)
             .ok_or_else(|| StateError::CellNotFound {
